@@ -1,0 +1,117 @@
+"""Agent profiles: persona, voice, greetings, idle behaviour, tools and providers, from YAML.
+
+A profile can be overridden per call (e.g. by a dial job) with a partial mapping of the same
+fields; `{variable}` placeholders in persona and greetings are filled from call variables.
+"""
+
+from __future__ import annotations
+
+import string
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+Direction = Literal["inbound", "outbound"]
+ToolName = Literal["end_call", "transfer_to_human"]
+
+
+class Greetings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inbound: str = "Hello, thanks for calling. How can I help you today?"
+    outbound: str = "Hello, this is an automated assistant calling. Do you have a moment?"
+
+
+class AgentProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    persona: str = "You are a friendly, concise phone assistant. Keep answers to one or two sentences."
+    voice: str = ""
+    language: str = "en"
+    greeting: Greetings = Field(default_factory=Greetings)
+    idle_timeout_s: float = 5.0
+    idle_prompt: str = "Are you still there?"
+    max_idle_prompts: int = 2
+    idle_goodbye: str = "I haven't heard from you, so I'll end the call now. Goodbye!"
+    goodbye: str = "Thanks for calling. Goodbye!"
+    tools: list[ToolName] = Field(default_factory=lambda: ["end_call", "transfer_to_human"])
+    transfer_number: str = ""
+    transfer_message: str = "Let me connect you with a person. One moment please."
+    voicemail_message: str = ""
+    providers: Literal["cloud", "local", "fake"] = "fake"
+    provider_options: dict[str, Any] = Field(default_factory=dict)
+    turn_detection: Literal["smart_turn_v3", "speech_timeout"] = "smart_turn_v3"
+    noise_filter: bool = True
+    record: bool = True
+
+    def greeting_for(self, direction: Direction, variables: dict[str, str] | None = None) -> str:
+        text = self.greeting.outbound if direction == "outbound" else self.greeting.inbound
+        return fill(text, variables or {})
+
+    def system_prompt(self, variables: dict[str, str] | None = None) -> str:
+        prompt = fill(self.persona, variables or {})
+        if variables:
+            facts = "\n".join(f"- {k}: {v}" for k, v in sorted(variables.items()))
+            prompt += f"\n\nFacts about this call:\n{facts}"
+        return prompt
+
+
+class ProfilesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default_profile: str = "default"
+    numbers: dict[str, str] = Field(default_factory=dict, description="Called number -> profile name.")
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class _Missing(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(text: str, variables: dict[str, str]) -> str:
+    """Fill `{name}` placeholders; unknown ones stay as written instead of raising."""
+    try:
+        return string.Formatter().vformat(text, (), _Missing(variables))
+    except (ValueError, IndexError):
+        return text
+
+
+class AgentProfiles:
+    def __init__(self, data: ProfilesFile) -> None:
+        self._data = data
+        for name, raw in data.profiles.items():  # fail at start-up, not mid-call
+            AgentProfile.model_validate({**raw, "name": name})
+
+    @classmethod
+    def load(cls, path: str | Path) -> AgentProfiles:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return cls(ProfilesFile.model_validate(raw))
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._data.profiles)
+
+    def for_number(self, called_number: str) -> str:
+        return self._data.numbers.get(called_number, self._data.default_profile)
+
+    def get(self, name: str | None, overrides: dict[str, Any] | None = None) -> AgentProfile:
+        name = name or self._data.default_profile
+        if name not in self._data.profiles:
+            raise KeyError(f"unknown agent profile {name!r}; known: {', '.join(self.names)}")
+        merged = _deep_merge(self._data.profiles[name], overrides or {})
+        return AgentProfile.model_validate({**merged, "name": name})
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@lru_cache(maxsize=8)
+def load_profiles(path: str) -> AgentProfiles:
+    return AgentProfiles.load(path)

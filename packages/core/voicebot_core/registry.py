@@ -1,0 +1,157 @@
+"""Bot-worker registry in Redis.
+
+Each worker keeps a hash (address, capacity, draining) alive with a heartbeat TTL and owns a
+set of the call SIDs holding one of its slots. The gateway reserves a slot with one Lua script,
+so two gateways can never hand out the same last slot. Sets (not counters) make release
+idempotent: the gateway and the worker may both release a call without drifting the count.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from voicebot_core.redis_keys import RedisKeys
+
+# KEYS[1] = workers zset. ARGV: prefix, call_sid, now, preferred worker id (or ""), then worker
+# ids to skip (ones that just refused or failed this call).
+# Picks the live, non-draining worker with most free slots (preferred one first when it has
+# room), adds the call to its set and returns {worker_id, address}; {} when none is free.
+_RESERVE_LUA = """
+local prefix = ARGV[1]
+local call_sid = ARGV[2]
+local preferred = ARGV[4]
+local skip = {}
+for i = 5, #ARGV do skip[ARGV[i]] = true end
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local best_id, best_addr, best_free = nil, nil, 0
+for _, id in ipairs(ids) do
+  local wkey = prefix .. ':worker:' .. id
+  local info = redis.call('HMGET', wkey, 'address', 'capacity', 'draining')
+  if not info[1] then
+    redis.call('ZREM', KEYS[1], id)
+  elseif info[3] ~= '1' and not skip[id] then
+    local ckey = wkey .. ':calls'
+    if redis.call('SISMEMBER', ckey, call_sid) == 1 then
+      return {id, info[1]}
+    end
+    local free = tonumber(info[2]) - redis.call('SCARD', ckey)
+    if free > 0 and id == preferred then
+      best_id, best_addr, best_free = id, info[1], 1e9
+    elseif free > best_free then
+      best_id, best_addr, best_free = id, info[1], free
+    end
+  end
+end
+if not best_id then return {} end
+redis.call('SADD', prefix .. ':worker:' .. best_id .. ':calls', call_sid)
+return {best_id, best_addr}
+"""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    worker_id: str
+    address: str
+    capacity: int
+    active_calls: int
+    draining: bool
+    last_heartbeat: float
+
+    @property
+    def free_slots(self) -> int:
+        return 0 if self.draining else max(0, self.capacity - self.active_calls)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    worker_id: str
+    address: str
+
+
+class WorkerRegistry:
+    """Register, heartbeat and reserve bot-worker slots."""
+
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, heartbeat_ttl_s: float = 10.0) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_ms = int(heartbeat_ttl_s * 1000)
+        self._reserve = redis.register_script(_RESERVE_LUA)
+
+    # worker side
+    async def register(self, worker_id: str, address: str, capacity: int) -> None:
+        wkey = self._keys.worker(worker_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(wkey, self._keys.worker_calls(worker_id))
+            pipe.hset(
+                wkey,
+                mapping={"address": address, "capacity": capacity, "draining": 0, "started_at": time.time()},
+            )
+            pipe.pexpire(wkey, self._ttl_ms)
+            pipe.zadd(self._keys.workers(), {worker_id: time.time()})
+            await pipe.execute()
+
+    async def heartbeat(self, worker_id: str, live_call_sids: set[str] | None = None) -> None:
+        """Renew the TTL. Passing the worker's live calls is not needed: slots are held by
+        reservations until the worker or gateway releases them."""
+        wkey = self._keys.worker(worker_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.pexpire(wkey, self._ttl_ms)
+            pipe.pexpire(self._keys.worker_calls(worker_id), self._ttl_ms * 360)
+            pipe.zadd(self._keys.workers(), {worker_id: time.time()})
+            renewed, _, _ = await pipe.execute()
+        if not renewed:
+            raise LookupError(f"worker {worker_id} expired from the registry")
+
+    async def set_draining(self, worker_id: str, draining: bool = True) -> None:
+        await self._redis.hset(self._keys.worker(worker_id), "draining", int(draining))
+
+    async def deregister(self, worker_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._keys.worker(worker_id), self._keys.worker_calls(worker_id))
+            pipe.zrem(self._keys.workers(), worker_id)
+            await pipe.execute()
+
+    # gateway side
+    async def reserve(
+        self, call_sid: str, preferred_worker_id: str = "", skip: set[str] | frozenset[str] = frozenset()
+    ) -> Reservation | None:
+        result = await self._reserve(
+            keys=[self._keys.workers()],
+            args=[self._keys.prefix, call_sid, time.time(), preferred_worker_id, *sorted(skip)],
+        )
+        if not result:
+            return None
+        worker_id, address = (v.decode() if isinstance(v, bytes) else v for v in result)
+        return Reservation(worker_id=worker_id, address=address)
+
+    async def release(self, worker_id: str, call_sid: str) -> None:
+        await self._redis.srem(self._keys.worker_calls(worker_id), call_sid)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        ids = await self._redis.zrange(self._keys.workers(), 0, -1, withscores=True)
+        workers: list[WorkerInfo] = []
+        for raw_id, score in ids:
+            worker_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            info = await self._redis.hgetall(self._keys.worker(worker_id))
+            if not info:
+                continue
+            info = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                    for k, v in info.items()}
+            active = await self._redis.scard(self._keys.worker_calls(worker_id))
+            workers.append(
+                WorkerInfo(
+                    worker_id=worker_id,
+                    address=info["address"],
+                    capacity=int(info["capacity"]),
+                    active_calls=int(active),
+                    draining=info.get("draining") == "1",
+                    last_heartbeat=float(score),
+                )
+            )
+        return workers
+
+    async def free_slots(self) -> int:
+        return sum(w.free_slots for w in await self.list_workers())

@@ -1,0 +1,1 @@
+"""Gateway: terminates Twilio webhooks and Media Streams, pins each call to a bot-worker."""

@@ -1,0 +1,20 @@
+"""`python -m voicebot_gateway`: serve the gateway, draining open streams on SIGTERM."""
+
+from __future__ import annotations
+
+from voicebot_core.logs import setup_logging
+from voicebot_core.serving import serve
+from voicebot_gateway.app import create_app, drain
+from voicebot_gateway.settings import GatewaySettings
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    setup_logging("gateway", settings.log_level, settings.log_json, settings.mask_phone_numbers)
+    app = create_app(settings)
+    serve(app, settings.gateway_host, settings.gateway_port, drain=lambda: drain(app),
+          log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The gateway's FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from voicebot_core.calls import CallStore
+from voicebot_core.profiles import AgentProfiles
+from voicebot_core.redis_client import connect
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_core.registry import WorkerRegistry
+from voicebot_core.signatures import SignatureChecker
+from voicebot_core.twilio_rest import make_client
+from voicebot_gateway import stream_relay, webhooks
+from voicebot_gateway.settings import GatewaySettings
+from voicebot_gateway.state import GatewayState
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connect(settings.redis_url)
+        keys = RedisKeys(settings.redis_prefix)
+        token = settings.twilio_auth_token.get_secret_value()
+        state = GatewayState(
+            settings=settings,
+            redis=redis,
+            keys=keys,
+            registry=WorkerRegistry(redis, keys),
+            calls=CallStore(redis, keys),
+            profiles=AgentProfiles.load(settings.agent_profiles_path),
+            signatures=SignatureChecker(token),
+            twilio=make_client(settings.twilio_account_sid, token, settings.twilio_api_base_url),
+        )
+        state.streams_idle.set()
+        app.state.gateway = state
+        yield
+        await redis.aclose()
+
+    app = FastAPI(
+        title="voicebot gateway",
+        summary="Twilio webhooks and Media Streams, relayed to bot-workers.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(webhooks.router)
+    app.include_router(stream_relay.router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: Redis reachable and not draining")
+    async def readyz() -> Response:
+        state: GatewayState = app.state.gateway
+        if state.draining:
+            return Response('{"status":"draining"}', status_code=503, media_type="application/json")
+        try:
+            await state.redis.ping()
+        except Exception as exc:
+            return Response(f'{{"status":"redis unavailable: {type(exc).__name__}"}}', status_code=503,
+                            media_type="application/json")
+        return Response('{"status":"ready"}', media_type="application/json")
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def drain(app: FastAPI) -> None:
+    """SIGTERM: refuse new calls, keep open streams until they end or the timeout passes."""
+    state: GatewayState = app.state.gateway
+    state.draining = True
+    log.info("draining: %d open streams", state.open_streams)
+    try:
+        await asyncio.wait_for(state.streams_idle.wait(), state.settings.gateway_drain_timeout_s)
+    except TimeoutError:
+        log.warning("drain timeout with %d streams still open", state.open_streams)

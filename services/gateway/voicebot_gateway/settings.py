@@ -1,0 +1,23 @@
+"""Gateway settings (environment, prefix VOICEBOT_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from voicebot_core.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = 8080
+    gateway_public_base_url: str = Field(
+        "",
+        description="Public https URL Twilio uses to reach us. Empty: rebuild it from "
+        "X-Forwarded-Proto/Host (trusted ingress) or the Host header.",
+    )
+    gateway_drain_timeout_s: float = Field(3600.0, description="SIGTERM: longest wait for open streams.")
+    gateway_max_body_bytes: int = Field(64 * 1024, description="Largest webhook body accepted.")
+    gateway_worker_connect_timeout_s: float = Field(3.0, description="Opening the stream to a bot-worker.")
+    gateway_worker_attempts: int = Field(3, description="Workers tried before the caller gets the busy message.")
+    gateway_busy_message: str = "Sorry, all of our agents are busy right now. Please call again later."
+    gateway_validate_signatures: bool = Field(True, description="Never disable in production.")

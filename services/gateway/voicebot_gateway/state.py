@@ -1,0 +1,47 @@
+"""What the gateway's handlers share for the life of the process."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from twilio.rest import Client
+
+from voicebot_core.calls import CallStore
+from voicebot_core.profiles import AgentProfiles
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_core.registry import WorkerRegistry
+from voicebot_core.signatures import SignatureChecker
+from voicebot_gateway.settings import GatewaySettings
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    redis: aioredis.Redis
+    keys: RedisKeys
+    registry: WorkerRegistry
+    calls: CallStore
+    profiles: AgentProfiles
+    signatures: SignatureChecker
+    twilio: Client
+    draining: bool = False
+    open_streams: int = 0
+    streams_idle: asyncio.Event = field(default_factory=asyncio.Event)
+    background: set[asyncio.Task] = field(default_factory=set)
+
+    def stream_opened(self) -> None:
+        self.open_streams += 1
+        self.streams_idle.clear()
+
+    def stream_closed(self) -> None:
+        self.open_streams -= 1
+        if self.open_streams <= 0:
+            self.streams_idle.set()
+
+    def spawn(self, coro) -> None:
+        """Fire-and-forget work that must not be garbage collected mid-flight."""
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)

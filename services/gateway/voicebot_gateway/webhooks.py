@@ -1,0 +1,186 @@
+"""Twilio HTTP webhooks: inbound voice, the dialer's outbound TwiML, status and AMD callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from voicebot_core import metrics
+from voicebot_core.dial_status import enqueue_call_status
+from voicebot_core.logs import call_sid_var
+from voicebot_core.profiles import fill
+from voicebot_core.signatures import public_url
+from voicebot_core.tickets import TicketError, verify_outbound_url_token
+from voicebot_gateway import twiml
+from voicebot_gateway.requests import signed_form
+from voicebot_gateway.state import GatewayState
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/twilio", tags=["twilio"])
+
+TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+MACHINE_ANSWERS = frozenset(
+    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+)
+
+
+def _state(request: Request) -> GatewayState:
+    return request.app.state.gateway
+
+
+def _xml(body: str) -> Response:
+    return Response(content=body, media_type="application/xml")
+
+
+def _stream_url(request: Request, state: GatewayState, call_sid: str) -> str:
+    """wss URL of our stream endpoint, on the same public host Twilio reached us on."""
+    here = public_url(
+        request_url=str(request.url),
+        headers=request.headers,
+        public_base_url=state.settings.gateway_public_base_url or None,
+        websocket=True,
+    )
+    parts = urlsplit(here)
+    base_path = parts.path[: parts.path.index("/twilio/")] if "/twilio/" in parts.path else ""
+    return urlunsplit((parts.scheme, parts.netloc, f"{base_path}/twilio/stream/{call_sid}", "", ""))
+
+
+def _require(form: dict[str, str], name: str) -> str:
+    value = form.get(name, "").strip()
+    if not value:
+        raise HTTPException(400, f"missing form field {name}")
+    return value
+
+
+@router.post("/voice", summary="Inbound call webhook: answer with <Connect><Stream>")
+async def inbound_voice(request: Request) -> Response:
+    state = _state(request)
+    form = await signed_form(request, state, "voice")
+    call_sid = _require(form, "CallSid")
+    call_sid_var.set(call_sid)
+    if state.draining:
+        # Twilio moves on to the number's fallback URL (another gateway) on a 5xx.
+        metrics.WEBHOOKS.labels(endpoint="voice", status="draining").inc()
+        raise HTTPException(503, "gateway is draining", headers={"Retry-After": "1"})
+    called, caller = form.get("To", ""), form.get("From", "")
+    profile = state.profiles.for_number(called)
+    await state.calls.upsert(
+        call_sid, direction="inbound", **{"from": caller, "to": called},
+        agent_profile=profile, status=form.get("CallStatus", "ringing"),
+    )
+    await state.calls.add_event(call_sid, "webhook", status=form.get("CallStatus", "ringing"))
+    metrics.WEBHOOKS.labels(endpoint="voice", status="ok").inc()
+    log.info("inbound call answered with agent profile %s", profile)
+    return _xml(twiml.connect_stream(
+        _stream_url(request, state, call_sid),
+        {"direction": "inbound", "from": caller, "to": called, "agent_profile": profile},
+    ))
+
+
+@router.post("/outbound/{dial_job_id}", summary="TwiML for a dial job's answered call")
+async def outbound_voice(request: Request, dial_job_id: str, attempt: int = 0, token: str = "") -> Response:
+    state = _state(request)
+    form = await signed_form(request, state, "outbound")
+    call_sid = _require(form, "CallSid")
+    call_sid_var.set(call_sid)
+    try:
+        verify_outbound_url_token(state.settings.stream_ticket_secret.get_secret_value(), token,
+                                  dial_job_id, attempt)
+    except TicketError as exc:
+        metrics.REJECTED_SIGNATURES.labels(endpoint="outbound").inc()
+        raise HTTPException(403, str(exc)) from None
+    job = await state.redis.hgetall(state.keys.dial_job(dial_job_id))
+    if not job or job.get("state") in ("canceled", "done"):
+        log.warning("outbound call for unknown or finished dial job %s: hanging up", dial_job_id)
+        return _xml(twiml.hang_up())
+    profile_name = job.get("agent_profile") or state.profiles.for_number(job.get("to", ""))
+    await state.redis.set(state.keys.dial_job_by_call(call_sid), dial_job_id, ex=7 * 24 * 3600)
+    await state.calls.upsert(
+        call_sid, direction="outbound", **{"from": job.get("from", ""), "to": job.get("to", "")},
+        agent_profile=profile_name, dial_job_id=dial_job_id, attempt=attempt,
+        answered_by=form.get("AnsweredBy", ""),
+    )
+    answered_by = form.get("AnsweredBy", "")
+    if answered_by in MACHINE_ANSWERS:
+        return _xml(await _machine_twiml(state, call_sid, job, profile_name, answered_by))
+    await state.calls.add_event(call_sid, "answered", dial_job_id=dial_job_id, answered_by=answered_by)
+    metrics.WEBHOOKS.labels(endpoint="outbound", status="ok").inc()
+    return _xml(twiml.connect_stream(
+        _stream_url(request, state, call_sid),
+        {"direction": "outbound", "from": job.get("from", ""), "to": job.get("to", ""),
+         "agent_profile": profile_name, "dial_job_id": dial_job_id},
+    ))
+
+
+async def _machine_twiml(state: GatewayState, call_sid: str, job: dict[str, str], profile_name: str,
+                         answered_by: str) -> str:
+    policy = job.get("machine_detection", "none")
+    message = ""
+    if policy == "voicemail":
+        try:
+            profile = state.profiles.get(profile_name, json.loads(job.get("overrides") or "{}"))
+            message = profile.voicemail_message
+            variables = json.loads(job.get("variables") or "{}")
+            message = fill(message, variables)
+        except (KeyError, ValueError) as exc:
+            log.warning("no voicemail message for profile %s: %s", profile_name, exc)
+    await state.calls.add_event(call_sid, "machine", answered_by=answered_by, policy=policy,
+                                voicemail_left=bool(message))
+    await state.calls.upsert(call_sid, outcome="machine")
+    return twiml.say_and_hang_up(message)
+
+
+async def _forward_to_worker(state: GatewayState, call_sid: str, form: dict[str, str]) -> None:
+    call = await state.calls.get(call_sid)
+    worker_id = call.get("worker_id")
+    if not worker_id:
+        return
+    info = await state.redis.hget(state.keys.worker(worker_id), "address")
+    if not info:
+        return
+    http_url = info.replace("ws://", "http://").replace("wss://", "https://")
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            await client.post(f"{http_url}/calls/{call_sid}/status", json=form)
+    except httpx.HTTPError as exc:
+        log.info("status callback not forwarded to worker %s: %s", worker_id, exc)
+
+
+async def _callback(request: Request, kind: str) -> Response:
+    state = _state(request)
+    form = await signed_form(request, state, kind)
+    call_sid = _require(form, "CallSid")
+    call_sid_var.set(call_sid)
+    status = form.get("CallStatus", "")
+    dial_job_id = request.query_params.get("dial_job_id", "")
+    attempt = int(request.query_params.get("attempt", "0") or 0)
+    await state.calls.add_event(call_sid, kind, status=status, answered_by=form.get("AnsweredBy", ""),
+                                duration=form.get("CallDuration", ""), dial_job_id=dial_job_id)
+    fields: dict[str, str] = {}
+    if status:
+        fields["status"] = status
+    if form.get("AnsweredBy"):
+        fields["answered_by"] = form["AnsweredBy"]
+    if fields:
+        await state.calls.upsert(call_sid, **fields)
+    if dial_job_id:
+        await asyncio.to_thread(enqueue_call_status, state.settings.redis_url, dial_job_id, attempt,
+                                kind, form)
+    state.spawn(_forward_to_worker(state, call_sid, form))
+    metrics.WEBHOOKS.labels(endpoint=kind, status="ok").inc()
+    return Response(status_code=204)
+
+
+@router.post("/status", status_code=204, summary="Call status callback (signed)")
+async def status_callback(request: Request) -> Response:
+    return await _callback(request, "status")
+
+
+@router.post("/amd", status_code=204, summary="Asynchronous answering-machine detection result (signed)")
+async def amd_callback(request: Request) -> Response:
+    return await _callback(request, "amd")

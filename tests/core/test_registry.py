@@ -1,0 +1,61 @@
+import asyncio
+
+import pytest
+
+from voicebot_core.redis_client import connect
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_core.registry import WorkerRegistry
+
+
+@pytest.fixture
+async def registry(redis_url, redis_prefix):
+    redis = connect(redis_url)
+    yield WorkerRegistry(redis, RedisKeys(redis_prefix), heartbeat_ttl_s=1.0)
+    await redis.aclose()
+
+
+async def test_concurrent_reservations_never_exceed_capacity(registry):
+    await registry.register("w1", "ws://w1", capacity=3)
+    await registry.register("w2", "ws://w2", capacity=2)
+    results = await asyncio.gather(*(registry.reserve(f"CA{i}") for i in range(20)))
+    granted = [r for r in results if r is not None]
+    assert len(granted) == 5
+    assert sum(r.worker_id == "w1" for r in granted) == 3
+    assert await registry.free_slots() == 0
+
+
+async def test_least_loaded_worker_is_picked_and_release_is_idempotent(registry):
+    await registry.register("w1", "ws://w1", capacity=4)
+    await registry.register("w2", "ws://w2", capacity=4)
+    first = await registry.reserve("CA1")
+    second = await registry.reserve("CA2")
+    assert {first.worker_id, second.worker_id} == {"w1", "w2"}
+    await registry.release(first.worker_id, "CA1")
+    await registry.release(first.worker_id, "CA1")
+    workers = {w.worker_id: w for w in await registry.list_workers()}
+    assert workers[first.worker_id].active_calls == 0
+    assert workers[second.worker_id].active_calls == 1
+
+
+async def test_draining_and_skipped_workers_get_no_calls(registry):
+    await registry.register("w1", "ws://w1", capacity=4)
+    await registry.register("w2", "ws://w2", capacity=4)
+    await registry.set_draining("w1")
+    assert (await registry.reserve("CA1")).worker_id == "w2"
+    assert await registry.reserve("CA2", skip={"w2"}) is None
+
+
+async def test_same_call_keeps_its_slot_and_preferred_worker_wins(registry):
+    await registry.register("w1", "ws://w1", capacity=4)
+    await registry.register("w2", "ws://w2", capacity=1)
+    assert (await registry.reserve("CA1", preferred_worker_id="w2")).worker_id == "w2"
+    assert (await registry.reserve("CA1")).worker_id == "w2"  # re-attach reuses its slot
+
+
+async def test_worker_without_heartbeat_expires(registry):
+    await registry.register("w1", "ws://w1", capacity=2)
+    await asyncio.sleep(1.3)
+    assert await registry.reserve("CA1") is None
+    assert await registry.list_workers() == []
+    with pytest.raises(LookupError):
+        await registry.heartbeat("w1")

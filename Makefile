@@ -21,7 +21,7 @@ help:
 # The venv lives outside the checkout, keyed by the lock's hash: a new clone with the same
 # lock reuses it, a changed lock builds a fresh one.
 venv: $(VENV)/.ok
-$(VENV)/.ok: requirements.lock
+$(VENV)/.ok:
 	@mkdir -p $(CACHE_DIR)
 	@rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)

@@ -7,7 +7,7 @@ import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.conftest import StubWorker
+from helpers.stub_worker import StubWorker
 from voicebot_core.redis_keys import RedisKeys
 
 CALL = "CA" + "a" * 32

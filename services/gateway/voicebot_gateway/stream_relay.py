@@ -34,7 +34,11 @@ CLOSE_ERROR = 1011
 
 
 class StreamClosed(Exception):
-    """Twilio's side ended (stop, hang-up, bad frame): no re-attach."""
+    """Twilio's side ended (stop, hang-up): no re-attach."""
+
+
+class WorkerLost(Exception):
+    """The worker's side broke while Twilio's is still open: re-attach elsewhere."""
 
 
 async def _check_upgrade_signature(ws: WebSocket, state: GatewayState) -> str | None:
@@ -108,7 +112,12 @@ async def _pump_twilio_to_worker(ws: WebSocket, worker: ClientConnection) -> Non
         except WebSocketDisconnect:
             raise StreamClosed("twilio disconnected") from None
         frame = parse_frame(text, started=True)  # FrameError ends this call only
-        await worker.send(text)
+        try:
+            await worker.send(text)
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == 1000:
+                raise StreamClosed("worker ended the call") from None
+            raise WorkerLost(str(exc)) from None
         metrics.FRAMES_RELAYED.labels(direction="inbound").inc()
         if frame.event == "stop":
             raise StreamClosed("twilio sent stop")
@@ -136,6 +145,9 @@ async def _relay(ws: WebSocket, worker: ClientConnection) -> bool:
         if isinstance(exc, StreamClosed):
             await worker.close()
             return False
+        if isinstance(exc, WorkerLost):
+            log.warning("worker stream broke: %s", exc)
+            return True
         if exc is not None:
             raise exc
     # the worker side ended first

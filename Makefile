@@ -7,36 +7,78 @@ CACHE_DIR ?= $(HOME)/.cache/voicebot
 LOCK_HASH := $(shell sha256sum requirements.lock | cut -c1-12)
 VENV := $(CACHE_DIR)/venv-$(LOCK_HASH)
 PY := $(VENV)/bin/python
+TOOLS_DIR := $(CACHE_DIR)/tools
 export VOICEBOT_MODELS_DIR ?= $(CACHE_DIR)/models
-export PYTHONPATH := packages/core:packages/emulator:packages/cli:services/gateway:services/bot-worker:services/dialer
+export VOICEBOT_TOOLS_DIR := $(TOOLS_DIR)
+export PYTHONPATH := packages/core:packages/emulator:packages/cli:packages/devstack:services/gateway:services/bot-worker:services/dialer
 export HF_HUB_OFFLINE := 1
+PYTEST_ARGS ?=
 
-.PHONY: help venv lint test test-unit test-e2e lock clean
+.PHONY: help venv deps models models-small lint check-deploy check-observability test demo up down \
+        bench render-k8s lock clean
 
 help:
-	@echo "make demo   - a whole simulated call on local models (installs what it needs)"
-	@echo "make test   - lint and every test suite"
-	@echo "make up / make down - the stack in the background for calls by hand"
+	@echo "make demo    a whole simulated call on local models (installs what it needs)"
+	@echo "make test    lint, deployment and observability checks, every test suite"
+	@echo "make up      the stack in the background (make down stops it)"
+	@echo "make bench   benchmarks (voice-to-voice latency, dialer throughput and pacing)"
+	@echo "make models  local model weights into $(VOICEBOT_MODELS_DIR)"
 
-# The venv lives outside the checkout, keyed by the lock's hash: a new clone with the same
-# lock reuses it, a changed lock builds a fresh one.
+# The venv lives outside the checkout, keyed by the lock's hash: a new clone with the same lock
+# reuses it, a changed lock builds a fresh one.
 venv: $(VENV)/.ok
 $(VENV)/.ok:
 	@mkdir -p $(CACHE_DIR)
 	@rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet --no-deps -r requirements.lock || { rm -rf $(VENV); exit 1; }
+	$(VENV)/bin/pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements.lock 2>&1 | grep -v "is ignored"; \
+	  test "$${PIPESTATUS[0]}" = 0 || { rm -rf $(VENV); exit 1; }
 	@touch $@
 
-lock:
-	$(PY) -m pip freeze --exclude-editable > requirements.lock
+# System packages: a redis-server binary (tests start one when nothing answers on 6379).
+deps:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+models: venv
+	$(PY) scripts/fetch_models.py --models-dir $(VOICEBOT_MODELS_DIR) --only full
+
+models-small: venv
+	$(PY) scripts/fetch_models.py --models-dir $(VOICEBOT_MODELS_DIR) --only small
 
 lint: venv
 	$(PY) -m ruff check .
 
-test: lint
-	$(PY) -m pytest -q
+check-deploy:
+	bash scripts/check-deploy.sh $(TOOLS_DIR)
+
+check-observability: venv
+	PYTHON=$(PY) bash scripts/check-observability.sh
+
+render-k8s:
+	bash scripts/fetch_deploy_tools.sh $(TOOLS_DIR)
+	bash scripts/render-k8s.sh
+
+test: venv deps models-small lint check-deploy check-observability
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: venv deps models
+	$(PY) -m voicebot_devstack demo
+
+up: venv deps models
+	$(PY) -m voicebot_devstack up
+
+down: venv
+	$(PY) -m voicebot_devstack down
+
+bench: venv deps models
+	$(PY) bench/voice_to_voice.py
+	$(PY) bench/dialer_bench.py
+
+lock: venv
+	$(PY) -m pip freeze --exclude-editable > requirements.lock
 
 clean:
-	rm -rf .pytest_cache .ruff_cache
+	rm -rf .pytest_cache .ruff_cache run

@@ -8,7 +8,7 @@ import json
 from websockets.asyncio.server import serve
 
 from helpers.servers import free_port
-from voicebot_core.tickets import verify_ticket
+from voicebot_core.tickets import TICKET_HEADER, verify_ticket
 
 TICKET_SECRET = "gateway-test-ticket-secret"
 
@@ -27,7 +27,7 @@ class StubWorker:
 
     async def _handler(self, conn) -> None:
         call_sid = conn.request.path.split("?")[0].rsplit("/", 1)[-1]
-        ticket = conn.request.path.split("ticket=")[-1]
+        ticket = conn.request.headers.get(TICKET_HEADER)
         try:
             verify_ticket(TICKET_SECRET, ticket, call_sid, self.worker_id)
             self.tickets_ok.append(True)

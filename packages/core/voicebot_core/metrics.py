@@ -16,6 +16,10 @@ ACTIVE_CALLS = Gauge("voicebot_active_calls", "Calls running a pipeline in this 
 WORKER_CAPACITY = Gauge("voicebot_worker_capacity_calls", "Concurrent calls this worker accepts.")
 WORKER_FREE_SLOTS = Gauge("voicebot_worker_free_slots", "Calls this worker can still accept.")
 WORKER_DRAINING = Gauge("voicebot_worker_draining", "1 while this worker refuses new calls.")
+WORKER_HEARTBEAT = Gauge(
+    "voicebot_worker_last_heartbeat_timestamp_seconds",
+    "Unix time of this worker's last registry heartbeat written to Redis (alerts on its age).",
+)
 CALL_OUTCOMES = Counter("voicebot_call_outcomes_total", "Finished calls by outcome.", ["direction", "outcome"])
 TURN_LATENCY = Histogram(
     "voicebot_turn_latency_seconds",
@@ -48,6 +52,10 @@ WEBHOOKS = Counter("voicebot_webhooks_total", "Twilio webhooks handled.", ["endp
 
 # dialer
 DIAL_QUEUE_DEPTH = Gauge("voicebot_dial_queue_depth", "Dial jobs waiting to be placed.", ["state"])
+DIAL_QUEUE_LAG = Gauge(
+    "voicebot_dial_queue_lag_seconds",
+    "How long the oldest due dial job has waited past its due time (0 when none is overdue).",
+)
 DIAL_PLACEMENTS = Counter("voicebot_dial_placements_total", "Calls placed through the Twilio REST API.",
                           ["result"])
 DIAL_RETRIES = Counter("voicebot_dial_retries_total", "Dial attempts scheduled again after a failure.",

@@ -118,3 +118,11 @@ class RedisKeys:
     def campaign_parked(self, campaign_id: str) -> str:
         """Set of dial job ids held back while the campaign is paused."""
         return f"{self.prefix}:campaign:{campaign_id}:parked"
+
+    def campaign_waiting(self, campaign_id: str) -> str:
+        """Sorted set: dial job ids of this campaign waiting for a free place under its cap."""
+        return f"{self.prefix}:campaign:{campaign_id}:waiting"
+
+    def campaigns_waiting(self) -> str:
+        """Set of campaign ids that have jobs waiting for a free place under their cap."""
+        return f"{self.prefix}:campaigns-waiting"

@@ -9,6 +9,9 @@ import hashlib
 import hmac
 import time
 
+# Sent as a header, never in the URL: URLs end up in access logs.
+TICKET_HEADER = "X-Voicebot-Ticket"
+
 
 class TicketError(PermissionError):
     pass

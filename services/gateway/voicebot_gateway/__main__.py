@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from voicebot_core.logs import setup_logging
 from voicebot_core.serving import serve
+from voicebot_core.telemetry import setup_tracing
 from voicebot_gateway.app import create_app, drain
 from voicebot_gateway.settings import GatewaySettings
 
@@ -11,6 +12,7 @@ from voicebot_gateway.settings import GatewaySettings
 def main() -> None:
     settings = GatewaySettings()
     setup_logging("gateway", settings.log_level, settings.log_json, settings.mask_phone_numbers)
+    setup_tracing("voicebot-gateway")
     app = create_app(settings)
     serve(app, settings.gateway_host, settings.gateway_port, drain=lambda: drain(app),
           log_level=settings.log_level)

@@ -14,13 +14,14 @@ import logging
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from opentelemetry.trace import SpanKind
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from voicebot_core import metrics
+from voicebot_core import metrics, telemetry
 from voicebot_core.logs import call_sid_var
 from voicebot_core.signatures import SIGNATURE_HEADER, SignatureError, public_url
-from voicebot_core.tickets import issue_ticket
+from voicebot_core.tickets import TICKET_HEADER, issue_ticket
 from voicebot_core.twilio_protocol import FrameError, StreamStart, parse_frame, parse_start
 from voicebot_gateway import twiml
 from voicebot_gateway.state import GatewayState
@@ -77,11 +78,11 @@ async def _open_worker(state: GatewayState, call_sid: str, preferred: str,
             return None
         ticket = issue_ticket(state.settings.stream_ticket_secret.get_secret_value(), call_sid,
                               reservation.worker_id)
-        url = f"{reservation.address}/streams/{call_sid}?ticket={ticket}"
+        url = f"{reservation.address}/streams/{call_sid}"
         try:
             conn = await asyncio.wait_for(
                 connect(url, max_size=2**20, open_timeout=state.settings.gateway_worker_connect_timeout_s,
-                        ping_interval=10, ping_timeout=10),
+                        ping_interval=10, ping_timeout=10, additional_headers={TICKET_HEADER: ticket}),
                 timeout=state.settings.gateway_worker_connect_timeout_s + 1,
             )
             return reservation.worker_id, conn
@@ -115,6 +116,7 @@ async def _pump_twilio_to_worker(ws: WebSocket, worker: ClientConnection) -> Non
         try:
             await worker.send(text)
         except ConnectionClosed as exc:
+            metrics.FRAMES_DROPPED.labels(reason="no_peer").inc()
             if exc.rcvd is not None and exc.rcvd.code == 1000:
                 raise StreamClosed("worker ended the call") from None
             raise WorkerLost(str(exc)) from None
@@ -181,42 +183,45 @@ async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
             raise FrameError(f"stream did not start: {exc}") from None
         if start.call_sid != call_sid:
             raise FrameError(f"start.callSid {start.call_sid} does not match the stream URL")
-        call = await state.calls.get(call_sid)
-        preferred = call.get("worker_id", "")
-        skip: set[str] = set()
-        attached_once = False
-        while True:
-            opened = await _open_worker(state, call_sid, preferred, skip)
-            if opened is None:
+        with telemetry.span("gateway.stream", kind=SpanKind.SERVER, parent=start.custom_parameters,
+                            attrs={"call.sid": call_sid, "call.direction": start.custom_parameters.get("direction")}):
+            call = await state.calls.get(call_sid)
+            preferred = call.get("worker_id", "")
+            skip: set[str] = set()
+            attached_once = False
+            while True:
+                opened = await _open_worker(state, call_sid, preferred, skip)
+                if opened is None:
+                    if not attached_once:
+                        await _say_busy(state, call_sid)
+                    else:
+                        await state.calls.add_event(call_sid, "failover-failed")
+                    await ws.close(code=1000)
+                    return
+                worker_id, worker = opened
+                await state.calls.upsert(call_sid, worker_id=worker_id, stream_sid=start.stream_sid,
+                                         status="in-progress")
+                await state.calls.add_event(call_sid, "reattached" if attached_once else "stream-attached",
+                                            worker_id=worker_id)
                 if not attached_once:
-                    await _say_busy(state, call_sid)
-                else:
-                    await state.calls.add_event(call_sid, "failover-failed")
-                await ws.close(code=1000)
-                return
-            worker_id, worker = opened
-            await state.calls.upsert(call_sid, worker_id=worker_id, stream_sid=start.stream_sid,
-                                     status="in-progress")
-            await state.calls.add_event(call_sid, "reattached" if attached_once else "stream-attached",
-                                        worker_id=worker_id)
-            if not attached_once:
-                metrics.CALL_SETUP.observe(time.monotonic() - started_at)
-            log.info("call attached to worker %s", worker_id)
-            await worker.send(connected_text)
-            await worker.send(start_text)
-            attached_once = True
-            try:
-                worker_lost = await _relay(ws, worker)
-            finally:
-                await worker.close()
-                await state.registry.release(worker_id, call_sid)
-            if not worker_lost:
-                break
-            skip.add(worker_id)
-            preferred = ""
-        await ws.close(code=1000)
+                    metrics.CALL_SETUP.observe(time.monotonic() - started_at)
+                log.info("call attached to worker %s", worker_id)
+                await worker.send(connected_text)
+                await worker.send(start_text)
+                attached_once = True
+                try:
+                    worker_lost = await _relay(ws, worker)
+                finally:
+                    await worker.close()
+                    await state.registry.release(worker_id, call_sid)
+                if not worker_lost:
+                    break
+                skip.add(worker_id)
+                preferred = ""
+            await ws.close(code=1000)
     except FrameError as exc:
         metrics.STREAM_ERRORS.labels(reason="bad_frame").inc()
+        metrics.FRAMES_DROPPED.labels(reason="malformed").inc()
         log.warning("closing stream: %s", exc)
         await state.calls.add_event(call_sid, "stream-error", reason=str(exc))
         with contextlib.suppress(Exception):

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
+from opentelemetry.trace import SpanKind
 
-from voicebot_core import metrics
+from voicebot_core import metrics, telemetry
 from voicebot_core.dial_status import enqueue_call_status
 from voicebot_core.logs import call_sid_var
 from voicebot_core.profiles import fill
@@ -69,17 +70,19 @@ async def inbound_voice(request: Request) -> Response:
         raise HTTPException(503, "gateway is draining", headers={"Retry-After": "1"})
     called, caller = form.get("To", ""), form.get("From", "")
     profile = state.profiles.for_number(called)
-    await state.calls.upsert(
-        call_sid, direction="inbound", **{"from": caller, "to": called},
-        agent_profile=profile, status=form.get("CallStatus", "ringing"),
-    )
-    await state.calls.add_event(call_sid, "webhook", status=form.get("CallStatus", "ringing"))
-    metrics.WEBHOOKS.labels(endpoint="voice", status="ok").inc()
-    log.info("inbound call answered with agent profile %s", profile)
-    return _xml(twiml.connect_stream(
-        _stream_url(request, state, call_sid),
-        {"direction": "inbound", "from": caller, "to": called, "agent_profile": profile},
-    ))
+    with telemetry.span("gateway.voice_webhook", kind=SpanKind.SERVER, parent=dict(request.headers),
+                        attrs={"call.sid": call_sid, "call.direction": "inbound", "agent.profile": profile}):
+        await state.calls.upsert(
+            call_sid, direction="inbound", **{"from": caller, "to": called},
+            agent_profile=profile, status=form.get("CallStatus", "ringing"),
+        )
+        await state.calls.add_event(call_sid, "webhook", status=form.get("CallStatus", "ringing"))
+        metrics.WEBHOOKS.labels(endpoint="voice", status="ok").inc()
+        log.info("inbound call answered with agent profile %s", profile)
+        # the traceparent parameter makes the worker's session a child of this span
+        parameters = {"direction": "inbound", "from": caller, "to": called, "agent_profile": profile,
+                      **telemetry.inject_context()}
+    return _xml(twiml.connect_stream(_stream_url(request, state, call_sid), parameters))
 
 
 @router.post("/outbound/{dial_job_id}", summary="TwiML for a dial job's answered call")
@@ -95,7 +98,7 @@ async def outbound_voice(request: Request, dial_job_id: str, attempt: int = 0, t
         metrics.REJECTED_SIGNATURES.labels(endpoint="outbound").inc()
         raise HTTPException(403, str(exc)) from None
     job = await state.redis.hgetall(state.keys.dial_job(dial_job_id))
-    if not job or job.get("state") in ("canceled", "done"):
+    if not job or job.get("state") in ("canceled", "completed", "failed"):
         log.warning("outbound call for unknown or finished dial job %s: hanging up", dial_job_id)
         return _xml(twiml.hang_up())
     profile_name = job.get("agent_profile") or state.profiles.for_number(job.get("to", ""))
@@ -106,15 +109,17 @@ async def outbound_voice(request: Request, dial_job_id: str, attempt: int = 0, t
         answered_by=form.get("AnsweredBy", ""),
     )
     answered_by = form.get("AnsweredBy", "")
-    if answered_by in MACHINE_ANSWERS:
-        return _xml(await _machine_twiml(state, call_sid, job, profile_name, answered_by))
-    await state.calls.add_event(call_sid, "answered", dial_job_id=dial_job_id, answered_by=answered_by)
-    metrics.WEBHOOKS.labels(endpoint="outbound", status="ok").inc()
-    return _xml(twiml.connect_stream(
-        _stream_url(request, state, call_sid),
-        {"direction": "outbound", "from": job.get("from", ""), "to": job.get("to", ""),
-         "agent_profile": profile_name, "dial_job_id": dial_job_id},
-    ))
+    with telemetry.span("gateway.outbound_webhook", kind=SpanKind.SERVER,
+                        parent={"traceparent": job.get("call_traceparent", "")},
+                        attrs={"call.sid": call_sid, "call.direction": "outbound", "dial_job.id": dial_job_id,
+                               "dial_job.attempt": attempt, "agent.profile": profile_name}):
+        if answered_by in MACHINE_ANSWERS:
+            return _xml(await _machine_twiml(state, call_sid, job, profile_name, answered_by))
+        await state.calls.add_event(call_sid, "answered", dial_job_id=dial_job_id, answered_by=answered_by)
+        metrics.WEBHOOKS.labels(endpoint="outbound", status="ok").inc()
+        parameters = {"direction": "outbound", "from": job.get("from", ""), "to": job.get("to", ""),
+                      "agent_profile": profile_name, "dial_job_id": dial_job_id, **telemetry.inject_context()}
+    return _xml(twiml.connect_stream(_stream_url(request, state, call_sid), parameters))
 
 
 async def _machine_twiml(state: GatewayState, call_sid: str, job: dict[str, str], profile_name: str,
@@ -132,6 +137,7 @@ async def _machine_twiml(state: GatewayState, call_sid: str, job: dict[str, str]
     await state.calls.add_event(call_sid, "machine", answered_by=answered_by, policy=policy,
                                 voicemail_left=bool(message))
     await state.calls.upsert(call_sid, outcome="machine")
+    metrics.CALL_OUTCOMES.labels(direction="outbound", outcome="machine").inc()
     return twiml.say_and_hang_up(message)
 
 

@@ -1,0 +1,255 @@
+{{/* Chart name, shortened to the 63 characters a label value allows. */}}
+{{- define "voicebot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped base name for every object. */}}
+{{- define "voicebot.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "voicebot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Standard labels. Call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "voicebot.labels" -}}
+helm.sh/chart: {{ include "voicebot.chart" .ctx }}
+{{ include "voicebot.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: voicebot
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels: stable across upgrades, so never add version labels here. */}}
+{{- define "voicebot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "voicebot.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{/* Object name of one component, e.g. "rel-voicebot-gateway". */}}
+{{- define "voicebot.componentName" -}}
+{{- printf "%s-%s" (include "voicebot.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "voicebot.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "voicebot.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Secret holding Twilio, provider and API keys: created by the chart or brought by the user. */}}
+{{- define "voicebot.secretName" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecret }}
+{{- else }}
+{{- printf "%s-secrets" (include "voicebot.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "voicebot.profilesConfigMapName" -}}
+{{- default (printf "%s-agent-profiles" (include "voicebot.fullname" .)) .Values.agentProfiles.existingConfigMap }}
+{{- end }}
+
+{{/* Image reference of a component. Call with (dict "ctx" $ "image" .Values.gateway.image). */}}
+{{- define "voicebot.image" -}}
+{{- $registry := .image.registry | default .ctx.Values.global.imageRegistry -}}
+{{- $ref := .image.repository -}}
+{{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $ref .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $ref (.image.tag | default .ctx.Chart.AppVersion) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Pod security context shared by every voicebot pod. */}}
+{{- define "voicebot.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+
+{{/* Container security context: non-root, read-only root filesystem, no capabilities. */}}
+{{- define "voicebot.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end }}
+
+{{- define "voicebot.redisHost" -}}
+{{- printf "%s-redis" (include "voicebot.fullname" .) }}
+{{- end }}
+
+{{/*
+Settings every voicebot process reads (VOICEBOT_* common settings, OTEL). Secret values come from
+the secret by reference; optional ones stay unset when the key is missing.
+*/}}
+{{- define "voicebot.commonEnv" -}}
+{{- $ctx := .ctx -}}
+{{- $secret := include "voicebot.secretName" $ctx -}}
+{{- if $ctx.Values.redis.bundled.enabled }}
+{{- if $ctx.Values.redis.bundled.auth.enabled }}
+- name: VOICEBOT_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: redis-password
+- name: VOICEBOT_REDIS_URL
+  value: {{ printf "redis://:$(VOICEBOT_REDIS_PASSWORD)@%s:%d/%d" (include "voicebot.redisHost" $ctx) (int $ctx.Values.redis.bundled.port) (int $ctx.Values.redis.database) | quote }}
+{{- else }}
+- name: VOICEBOT_REDIS_URL
+  value: {{ printf "redis://%s:%d/%d" (include "voicebot.redisHost" $ctx) (int $ctx.Values.redis.bundled.port) (int $ctx.Values.redis.database) | quote }}
+{{- end }}
+{{- else if $ctx.Values.redis.url }}
+- name: VOICEBOT_REDIS_URL
+  value: {{ $ctx.Values.redis.url | quote }}
+{{- else }}
+- name: VOICEBOT_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: redis-url
+{{- end }}
+- name: VOICEBOT_REDIS_PREFIX
+  value: {{ $ctx.Values.redis.keyPrefix | quote }}
+- name: VOICEBOT_TWILIO_ACCOUNT_SID
+  value: {{ $ctx.Values.twilio.accountSid | quote }}
+- name: VOICEBOT_TWILIO_API_BASE_URL
+  value: {{ $ctx.Values.twilio.apiBaseUrl | quote }}
+- name: VOICEBOT_TWILIO_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: twilio-auth-token
+- name: VOICEBOT_STREAM_TICKET_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: stream-ticket-secret
+- name: VOICEBOT_AGENT_PROFILES_PATH
+  value: /etc/voicebot/profiles/{{ $ctx.Values.agentProfiles.key }}
+- name: VOICEBOT_LOG_LEVEL
+  value: {{ $ctx.Values.logLevel | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "voicebot-%s" .component | quote }}
+{{- with $ctx.Values.otel.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- /* Caches of libraries that want a writable HOME on a read-only root filesystem. */}}
+- name: HOME
+  value: /tmp
+{{- end }}
+
+{{/* One optional env var taken from the secret. Call with (dict "ctx" $ "name" "VOICEBOT_X" "key" "x"). */}}
+{{- define "voicebot.optionalSecretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.secretName" .ctx }}
+      key: {{ .key }}
+      optional: true
+{{- end }}
+
+{{/* Volumes every voicebot pod mounts: agent profiles and a scratch /tmp. */}}
+{{- define "voicebot.commonVolumes" -}}
+- name: agent-profiles
+  configMap:
+    name: {{ include "voicebot.profilesConfigMapName" . }}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end }}
+
+{{- define "voicebot.commonVolumeMounts" -}}
+- name: agent-profiles
+  mountPath: /etc/voicebot/profiles
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/*
+Refuse to render when a drain could outlive the pod: the kubelet kills the container
+terminationGracePeriodSeconds after the pod starts terminating, preStop delay included, so a
+longer drain would cut live calls. Call with (dict "component" "gateway" "delay" N "drain" N "grace" N).
+*/}}
+{{- define "voicebot.assertDrainFits" -}}
+{{- $wait := add (int .delay) (int .drain) -}}
+{{- if gt (int $wait) (int .grace) -}}
+{{- fail (printf "%s: drain wait %ds (preStop delay %ds + drain timeout %ds) exceeds terminationGracePeriodSeconds %ds; raise %s.terminationGracePeriodSeconds or lower %s.drain.timeoutSeconds so live calls are not killed" .component (int $wait) (int .delay) (int .drain) (int .grace) .component .component) -}}
+{{- end -}}
+{{- end }}
+
+{{/* bot-worker settings (VOICEBOT_WORKER_* are the worker's own). */}}
+{{- define "voicebot.workerEnv" -}}
+{{- $c := .Values.botWorker -}}
+- name: VOICEBOT_WORKER_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: VOICEBOT_WORKER_ADVERTISE_URL
+  value: {{ printf "ws://$(POD_IP):%d" (int $c.port) | quote }}
+- name: VOICEBOT_WORKER_HOST
+  value: "0.0.0.0"
+- name: VOICEBOT_WORKER_PORT
+  value: {{ $c.port | quote }}
+- name: VOICEBOT_WORKER_CAPACITY
+  value: {{ $c.capacity | quote }}
+- name: VOICEBOT_WORKER_RECORDINGS_DIR
+  value: /data/recordings
+- name: VOICEBOT_WORKER_DRAIN_TIMEOUT_S
+  value: {{ $c.drain.timeoutSeconds | quote }}
+- name: VOICEBOT_MODELS_DIR
+  value: /models
+- name: HF_HUB_OFFLINE
+  value: "1"
+{{- if .Values.llmServer.enabled }}
+- name: VOICEBOT_WORKER_LLM_BASE_URL
+  value: {{ printf "http://%s:%d/v1" (include "voicebot.componentName" (dict "ctx" $ "component" "llm-server")) (int .Values.llmServer.port) | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Dialer settings shared by the dialer API and its Celery worker. */}}
+{{- define "voicebot.dialerEnv" -}}
+- name: VOICEBOT_GATEWAY_PUBLIC_BASE_URL
+  value: {{ .Values.publicBaseUrl | quote }}
+{{- with .Values.dialer.fromNumbers }}
+- name: VOICEBOT_DIALER_FROM_NUMBERS
+  value: {{ . | quote }}
+{{- end }}
+- name: VOICEBOT_DIALER_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.secretName" . }}
+      key: dialer-api-keys
+{{- include "voicebot.optionalSecretEnv" (dict "ctx" . "name" "VOICEBOT_DIALER_WEBHOOK_SECRET" "key" "dialer-webhook-secret") | nindent 0 }}
+{{- end }}
+
+{{/* NetworkPolicy peer: Prometheus pods (any pod in the namespaces Prometheus runs in). */}}
+{{- define "voicebot.prometheusPeer" -}}
+- namespaceSelector:
+    matchLabels:
+      {{- toYaml .Values.networkPolicy.prometheusNamespaceSelector | nindent 6 }}
+{{- end }}
+
+{{/* NetworkPolicy peer: pods of one component of this release, same namespace. */}}
+{{- define "voicebot.componentPeer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "voicebot.selectorLabels" . | nindent 6 }}
+{{- end }}

@@ -1,0 +1,1 @@
+"""`voicebot` command line: dial, follow calls, run campaigns against the dialer REST API."""

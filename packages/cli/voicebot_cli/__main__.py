@@ -1,0 +1,3 @@
+from voicebot_cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Run the whole platform on one machine: for the demo, `make up`, and end-to-end tests."""

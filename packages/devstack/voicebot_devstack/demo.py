@@ -1,0 +1,113 @@
+"""`make demo`: the whole platform on local models, one simulated inbound call, printed live.
+
+A scripted caller with a neural voice phones our number through the Twilio emulator; the
+gateway hands the stream to a bot-worker running whisper, the local LLM server and a local TTS.
+We print the conversation as it happens with each turn's voice-to-voice latency (end of the
+caller's speech -> first bot audio heard at the phone), then where the recording is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_devstack.processes import ROOT
+from voicebot_devstack.stack import Stack, StackConfig
+from voicebot_devstack.turns import percentile, turn_latencies
+
+CALLER, CALLED = "+15550001111", "+15550100000"  # CALLED is not mapped: the default (local) profile
+SCRIPT = "demo"
+MIN_TURNS = 3
+
+
+def _say(who: str, text: str, note: str = "") -> None:
+    print(f"  {who:>6}: {text}{'   (' + note + ')' if note else ''}", flush=True)
+
+
+class LiveTranscript:
+    """Prints caller lines from the phone's report and agent lines from the worker's per-turn
+    checkpoint, each once, in order."""
+
+    def __init__(self, store: redis.Redis, keys: RedisKeys, call_sid: str) -> None:
+        self.store, self.keys, self.call_sid = store, keys, call_sid
+        self.said_printed = 0
+        self.agent_printed = 0
+        self.greeting_printed = False
+
+    def update(self, report: dict) -> None:
+        if not self.greeting_printed and report.get("heard"):
+            self.greeting_printed = True
+            _say("agent", "(greeting playing)")
+        for said in report.get("said", [])[self.said_printed:]:
+            _say("caller", said.get("text", ""))
+            self.said_printed += 1
+        raw = self.store.get(self.keys.call_context(self.call_sid))
+        messages = json.loads(raw) if raw else []
+        replies = [m for m in messages if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
+        latencies = [t.latency_s for t in turn_latencies(report)]
+        for index, message in enumerate(replies[self.agent_printed:], start=self.agent_printed):
+            note = f"voice-to-voice {latencies[index]:.2f} s" if index < len(latencies) and latencies[index] else ""
+            _say("agent", message["content"], note)
+            self.agent_printed += 1
+
+
+def run_demo(models_dir: Path) -> int:
+    llm = models_dir / "qwen2.5-1.5b" / "model.gguf"
+    if not llm.exists():
+        print(f"no local LLM at {llm}: run `make models`", file=sys.stderr)
+        return 2
+    run_dir = ROOT / "run" / "demo"
+    config = StackConfig(run_dir=run_dir, workers=1, llm_model=llm, redis_prefix=f"demo-{int(time.time())}",
+                         extra_env={"VOICEBOT_WORKER_PRELOAD_LOCAL_MODELS": "true",
+                                    "VOICEBOT_MODELS_DIR": str(models_dir)})
+    print("starting Redis (if none), the Twilio emulator, the gateway, a bot-worker and the LLM server ...",
+          flush=True)
+    started = time.monotonic()
+    stack = Stack(config)
+    try:
+        stack.start()
+        print(f"stack up in {time.monotonic() - started:.1f} s; logs in {run_dir / 'logs'}\n", flush=True)
+        return _call(stack)
+    finally:
+        print("\nstopping everything the demo started ...", flush=True)
+        stack.stop()
+
+
+def _call(stack: Stack) -> int:
+    emulator = httpx.Client(base_url=stack.urls["emulator"], timeout=30)
+    store = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    keys = RedisKeys(stack.config.redis_prefix)
+    call_sid = emulator.post("/emulator/calls", json={"from": CALLER, "to": CALLED, "script": SCRIPT}
+                             ).raise_for_status().json()["call_sid"]
+    print(f"simulated call {call_sid}: {CALLER} -> {CALLED} (agent profile: default, local models)\n")
+    live = LiveTranscript(store, keys, call_sid)
+    deadline = time.monotonic() + 300
+    report: dict = {}
+    while time.monotonic() < deadline:
+        report = emulator.get(f"/emulator/calls/{call_sid}").raise_for_status().json()
+        live.update(report)
+        if report["status"] in ("completed", "failed", "busy", "no-answer", "canceled"):
+            break
+        time.sleep(0.25)
+    time.sleep(1.0)  # the worker stores the transcript and recording as the call ends
+    live.update(report)
+    call = store.hgetall(keys.call(call_sid))
+    turns = turn_latencies(report)
+    answered = [t.latency_s for t in turns if t.latency_s is not None]
+    print(f"\ncall {report['status']} after {report.get('duration', 0)} s; outcome: {call.get('outcome', '?')}")
+    if answered:
+        print(f"voice-to-voice per turn: {', '.join(f'{v:.2f}' for v in answered)} s "
+              f"(p50 {percentile(answered, 50):.2f} s)")
+    print(f"recording (caller left, bot right): {call.get('recording') or 'not written'}")
+    print(f"what the phone heard: {report.get('heard_wav')}")
+    print(f"transcript in Redis: {keys.call_transcript(call_sid)}")
+    if report["status"] != "completed" or len(answered) < MIN_TURNS:
+        print(f"demo FAILED: expected a completed call with {MIN_TURNS} answered turns", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,137 @@
+"""The platform on one machine: Redis, the Twilio emulator, gateway, bot-workers and, when
+asked, the local LLM server and the dialer (API + Celery worker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voicebot_devstack.processes import ROOT, Process, free_port, python, start_redis
+
+ACCOUNT_SID = "AC" + "d" * 32
+
+
+@dataclass
+class StackConfig:
+    run_dir: Path = ROOT / "run"
+    workers: int = 1
+    worker_capacity: int = 4
+    profiles_path: Path = ROOT / "config" / "agent-profiles.yaml"
+    llm_model: Path | None = None  # a GGUF file: start the local LLM server with it
+    dialer: bool = False
+    fixed_ports: bool = False  # 8060/8080/8090+/8070: easy to type for calls by hand
+    redis_prefix: str = "voicebot"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    dialer_metrics_port: int = 0  # the dialer Celery worker's /metrics; 0: not served
+
+
+@dataclass
+class Stack:
+    config: StackConfig
+    redis_url: str = ""
+    processes: dict[str, Process] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    auth_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    ticket_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    api_key: str = field(default_factory=lambda: "vb_" + secrets.token_hex(12))
+
+    def _port(self, fixed: int) -> int:
+        return fixed if self.config.fixed_ports else free_port()
+
+    def common_env(self) -> dict[str, str]:
+        return {
+            "VOICEBOT_REDIS_URL": self.redis_url,
+            "VOICEBOT_REDIS_PREFIX": self.config.redis_prefix,
+            "VOICEBOT_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "VOICEBOT_TWILIO_AUTH_TOKEN": self.auth_token,
+            "VOICEBOT_TWILIO_API_BASE_URL": self.urls["emulator"],
+            "VOICEBOT_STREAM_TICKET_SECRET": self.ticket_secret,
+            "VOICEBOT_AGENT_PROFILES_PATH": str(self.config.profiles_path),
+            "VOICEBOT_LOG_LEVEL": os.environ.get("VOICEBOT_LOG_LEVEL", "INFO"),
+            "HF_HUB_OFFLINE": "1",
+            **self.config.extra_env,
+        }
+
+    def start(self, detach: bool = False) -> Stack:
+        run = self.config.run_dir
+        logs = run / "logs"
+        self.redis_url, redis_proc = start_redis(run)
+        if redis_proc:
+            self.processes["redis"] = redis_proc
+        ports = {"emulator": self._port(8060), "gateway": self._port(8080), "dialer": self._port(8070)}
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        env = self.common_env()
+        to_start: list[Process] = []
+        if self.config.llm_model:
+            llm_port = self._port(8000)
+            self.urls["llm"] = f"http://127.0.0.1:{llm_port}"
+            to_start.append(Process("llm-server", python("voicebot_worker.llm_server", "--model",
+                                    str(self.config.llm_model), "--port", str(llm_port)), env,
+                                    logs / "llm-server.log", f"{self.urls['llm']}/health"))
+        to_start.append(Process("emulator", python("voicebot_emulator", "serve"), {
+            **env, "VOICEBOT_EMULATOR_PORT": str(ports["emulator"]),
+            "VOICEBOT_EMULATOR_VOICE_URL": f"{self.urls['gateway']}/twilio/voice",
+            "VOICEBOT_EMULATOR_STATUS_CALLBACK_URL": f"{self.urls['gateway']}/twilio/status",
+            "VOICEBOT_EMULATOR_RECORDINGS_DIR": str(run / "emulator"),
+        }, logs / "emulator.log", f"{self.urls['emulator']}/healthz"))
+        to_start.append(Process("gateway", python("voicebot_gateway"), {
+            **env, "VOICEBOT_GATEWAY_HOST": "127.0.0.1", "VOICEBOT_GATEWAY_PORT": str(ports["gateway"]),
+        }, logs / "gateway.log", f"{self.urls['gateway']}/healthz"))
+        for index in range(self.config.workers):
+            to_start.append(self.worker_process(index))
+        if self.config.dialer:
+            dialer_env = {**env, "VOICEBOT_DIALER_PORT": str(ports["dialer"]),
+                          "VOICEBOT_DIALER_API_KEYS": self.api_key,
+                          "VOICEBOT_GATEWAY_PUBLIC_BASE_URL": self.urls["gateway"],
+                          "VOICEBOT_DIALER_METRICS_PORT": str(self.config.dialer_metrics_port)}
+            if self.config.dialer_metrics_port:
+                self.urls["dialer-worker-metrics"] = f"http://127.0.0.1:{self.config.dialer_metrics_port}"
+            to_start.append(Process("dialer-api", python("voicebot_dialer.api"), dialer_env,
+                                    logs / "dialer-api.log", f"{self.urls['dialer']}/healthz"))
+            to_start.append(Process("dialer-worker", python(
+                "celery", "-A", "voicebot_dialer.celery_app", "worker", "-Q", "dialer", "--pool", "threads",
+                "--concurrency", "4", "--loglevel", "INFO"), dialer_env, logs / "dialer-worker.log"))
+        try:
+            for proc in to_start:
+                self.processes[proc.name] = proc.start(detach)
+            for proc in to_start:
+                proc.wait_healthy(timeout=120 if proc.name == "llm-server" else 60)
+        except Exception:
+            self.stop()
+            raise
+        self.write_state()
+        return self
+
+    def worker_process(self, index: int, capacity: int | None = None) -> Process:
+        port = self._port(8090 + index)
+        name = f"bot-worker-{index}"
+        self.urls[name] = f"http://127.0.0.1:{port}"
+        cap = str(capacity or self.config.worker_capacity)
+        env = {**self.common_env(), "VOICEBOT_WORKER_ID": name, "VOICEBOT_WORKER_HOST": "127.0.0.1",
+               "VOICEBOT_WORKER_PORT": str(port), "VOICEBOT_WORKER_CAPACITY": cap,
+               "VOICEBOT_WORKER_ADVERTISE_URL": f"ws://127.0.0.1:{port}",
+               "VOICEBOT_WORKER_RECORDINGS_DIR": str(self.config.run_dir / "recordings"),
+               "VOICEBOT_WORKER_LLM_BASE_URL": f"{self.urls.get('llm', 'http://127.0.0.1:8000')}/v1"}
+        return Process(name, python("voicebot_worker"), env, self.config.run_dir / "logs" / f"{name}.log",
+                       f"{self.urls[name]}/healthz")
+
+    def add_worker(self, index: int, capacity: int | None = None) -> Process:
+        proc = self.worker_process(index, capacity).start()
+        self.processes[proc.name] = proc
+        proc.wait_healthy()
+        return proc
+
+    def write_state(self) -> None:
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {"urls": self.urls, "redis_url": self.redis_url, "api_key": self.api_key,
+                 "pids": {name: proc.pid for name, proc in self.processes.items()}}
+        (self.config.run_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+    def stop(self) -> None:
+        # workers and gateway first (they drain), Redis last
+        order = sorted(self.processes.values(), key=lambda p: p.name == "redis")
+        for proc in order:
+            proc.stop()

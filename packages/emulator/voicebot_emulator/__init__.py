@@ -1,0 +1,14 @@
+"""A local Twilio: the REST subset our services use, and a simulated phone on Media Streams.
+
+    python -m voicebot_emulator [serve]            # FastAPI app on 127.0.0.1:8060
+    python -m voicebot_emulator call --script three-turns   # place an inbound call, print its timeline
+
+Twilio side (the real twilio SDK works against it, HTTP Basic auth with the account SID/token):
+    POST/GET /2010-04-01/Accounts/{AC}/Calls.json, GET/POST .../Calls/{CA}.json,
+    GET .../Recordings.json, .../Recordings/{RE}.json|.wav, .../Calls/{CA}/Recordings.json
+Control side (no auth; bind to loopback):
+    POST /emulator/calls {"from", "to", "script", "voice_url"?}  -> {"call_sid"}   (inbound call)
+    POST|GET|DELETE /emulator/numbers {"+1...": {"answer": human|busy|no-answer|voicemail|fail, ...}}
+    GET /emulator/calls/{CA}, /emulator/calls/{CA}/wait?timeout=30, /emulator/calls/{CA}/heard.wav
+Caller scripts: voicebot_emulator.script (builtins in ./scripts), voices: voicebot_emulator.voices.
+"""

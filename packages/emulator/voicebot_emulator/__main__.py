@@ -1,0 +1,3 @@
+from voicebot_emulator.cli import main
+
+raise SystemExit(main())

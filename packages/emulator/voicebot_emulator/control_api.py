@@ -1,0 +1,117 @@
+"""The emulator's own API: place inbound calls, configure numbers, read call reports and audio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from voicebot_core import audio
+from voicebot_emulator.model import Call, CallOptions, new_sid
+from voicebot_emulator.rest_api import CLIENT_OR_SIP, E164
+from voicebot_emulator.runner import DEFAULT_INBOUND_SCRIPT, Emulator
+from voicebot_emulator.script import ScriptError
+from voicebot_emulator.script import load as load_script
+
+ANSWERS = frozenset({"human", "busy", "no-answer", "voicemail", "fail"})
+
+
+class InboundCall(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    script: str | dict[str, Any] = DEFAULT_INBOUND_SCRIPT
+    voice_url: str | None = None
+    status_callback: str | None = None
+
+    model_config = {"populate_by_name": True}
+
+
+def build_router(emulator: Emulator) -> APIRouter:
+    router = APIRouter(prefix="/emulator")
+
+    def find(sid: str) -> Call:
+        call = emulator.store.get(sid)
+        if call is None:
+            raise HTTPException(404, f"no call {sid}")
+        return call
+
+    @router.post("/calls")
+    async def place_inbound_call(body: InboundCall) -> dict[str, str]:
+        for number in (body.from_, body.to):
+            if not (E164.match(number) or CLIENT_OR_SIP.match(number)):
+                raise HTTPException(400, f"{number!r} is not an E.164 number")
+        try:
+            script = load_script(body.script)
+        except (ScriptError, OSError) as exc:
+            raise HTTPException(400, f"caller script: {exc}") from None
+        status_callback = body.status_callback or emulator.settings.status_callback_url or None
+        options = CallOptions(url=body.voice_url or emulator.settings.voice_url, status_callback=status_callback)
+        call = Call(sid=new_sid("CA"), account_sid=emulator.settings.twilio_account_sid, to=body.to,
+                    from_=body.from_, direction="inbound", options=options, status="ringing")
+        call.log("created", to=body.to, from_=body.from_, script=script.name)
+        emulator.start(call, script, {"answer": "human"})
+        return {"call_sid": call.sid}
+
+    @router.get("/calls")
+    async def list_reports() -> list[dict[str, Any]]:
+        return [{"call_sid": c.sid, "status": c.status, "direction": c.direction, "from": c.from_, "to": c.to}
+                for c in emulator.store.newest_first()]
+
+    def report_of(call: Call) -> dict[str, Any]:
+        body = call.report()
+        body["heard_wav_url"] = emulator.settings.public_base_url.rstrip("/") + body["heard_wav_url"]
+        return body
+
+    @router.get("/calls/{sid}")
+    async def report(sid: str) -> dict[str, Any]:
+        return report_of(find(sid))
+
+    @router.get("/calls/{sid}/wait")
+    async def wait(sid: str, status: str = "completed", timeout: float = 30.0) -> Response:
+        """Long-poll until the call is over (any terminal status) or `timeout` seconds pass."""
+        call = find(sid)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.finished.wait(), timeout=min(timeout, 600.0))
+        body = report_of(call)
+        body["reached"] = call.finished.is_set() and (status in ("", "any", "terminal") or call.status == status)
+        return JSONResponse(body, status_code=200 if call.finished.is_set() else 408)
+
+    @router.get("/calls/{sid}/heard.wav")
+    async def heard_wav(sid: str) -> Response:
+        call = find(sid)
+        if call.heard_wav:
+            return FileResponse(call.heard_wav, media_type="audio/x-wav")
+        runner = emulator.runners.get(sid)
+        if runner is None or runner.call_audio is None:
+            raise HTTPException(404, "the call has no audio (it was never answered)")
+        path = emulator.settings.recordings_dir / f"{sid}-heard-partial.wav"
+        audio.write_wav(path, runner.call_audio.render("heard"), audio.TELEPHONY_RATE)
+        return FileResponse(path, media_type="audio/x-wav")
+
+    @router.get("/numbers")
+    async def numbers() -> dict[str, dict[str, Any]]:
+        return emulator.numbers
+
+    @router.post("/numbers")
+    async def configure_numbers(body: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for number, behaviour in body.items():
+            if behaviour.get("answer", "human") not in ANSWERS:
+                raise HTTPException(400, f"{number}: answer must be one of {sorted(ANSWERS)}")
+            if behaviour.get("script") is not None:
+                try:
+                    load_script(behaviour["script"])
+                except (ScriptError, OSError) as exc:
+                    raise HTTPException(400, f"{number}: caller script: {exc}") from None
+        emulator.numbers.update(body)
+        return emulator.numbers
+
+    @router.delete("/numbers")
+    async def reset_numbers() -> dict[str, dict[str, Any]]:
+        emulator.numbers.clear()
+        return emulator.numbers
+
+    return router

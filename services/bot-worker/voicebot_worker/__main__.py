@@ -1,0 +1,22 @@
+"""`python -m voicebot_worker`: serve the bot-worker (settings from VOICEBOT_* environment variables)."""
+
+from __future__ import annotations
+
+from voicebot_core.logs import setup_logging
+from voicebot_core.serving import serve
+from voicebot_core.telemetry import setup_tracing
+from voicebot_worker.settings import WorkerSettings
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    setup_logging("bot-worker", settings.log_level, settings.log_json, settings.mask_phone_numbers)
+    setup_tracing("voicebot-bot-worker")
+    from voicebot_worker.app import create_app  # after logging: importing pipecat already logs
+
+    app = create_app(settings)
+    serve(app, settings.host, settings.port, drain=app.state.worker.drain, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Dialer REST API: `python -m voicebot_dialer.api` (FastAPI; OpenAPI at /docs and /openapi.json)."""
+
+# No `from __future__ import annotations`: FastAPI resolves the closures' Depends() at runtime.
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
+
+from voicebot_core.logs import setup_logging
+from voicebot_core.redis_client import connect
+from voicebot_core.telemetry import setup_tracing
+from voicebot_dialer import routes_calls, routes_campaigns
+from voicebot_dialer.enqueue import DIALER_QUEUE, producer_app
+from voicebot_dialer.jobs import InvalidRequest
+from voicebot_dialer.limits import BodySizeLimit
+from voicebot_dialer.service import DialerService
+from voicebot_dialer.settings import DialerSettings, get_settings
+from voicebot_dialer.views import unprocessable, validation_errors
+
+WEBHOOK_TASK = "voicebot_dialer.deliver_webhook"
+
+
+def create_app(settings: DialerSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    producer = producer_app(settings.broker_url, settings.dialer_broker_prefix)
+
+    def emit_webhook(url: str, event: dict[str, Any]) -> None:
+        producer.send_task(WEBHOOK_TASK, kwargs={"url": url, "event": event}, queue=DIALER_QUEUE)
+
+    dialer = DialerService(settings, emit_webhook=emit_webhook)
+    bearer = HTTPBearer(auto_error=False)
+    api_keys = settings.api_keys
+
+    def require_key(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        if creds is None or not any(hmac.compare_digest(creds.credentials, k) for k in api_keys):
+            raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return creds.credentials
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis_async = connect(settings.redis_url)
+        yield
+        await app.state.redis_async.aclose()
+
+    app = FastAPI(title="voicebot dialer", version="0.1.0", lifespan=lifespan,
+                  description="Dial-out jobs and campaigns placed through Twilio, paced and retried.")
+    app.state.dialer = dialer
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return unprocessable(validation_errors(exc))
+
+    @app.exception_handler(InvalidRequest)
+    async def _invalid_name(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return unprocessable([{"field": "body", "message": str(exc)}])
+
+    # health
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        try:
+            dialer.redis.ping()
+        except Exception:
+            return JSONResponse({"status": "redis unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(routes_calls.build_router(dialer, settings, require_key))
+    app.include_router(routes_campaigns.build_router(dialer, settings, require_key))
+    return app
+
+
+def build_asgi_app(settings: DialerSettings | None = None) -> ASGIApp:
+    settings = settings or get_settings()
+    return BodySizeLimit(create_app(settings), settings.dialer_max_request_bytes)
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging("dialer-api", settings.log_level, settings.log_json, settings.mask_phone_numbers)
+    setup_tracing("voicebot-dialer-api")
+    uvicorn.run(build_asgi_app(settings), host=settings.dialer_host, port=settings.dialer_port,
+                log_config=None, proxy_headers=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Celery app of the dialer: `celery -A voicebot_dialer.celery_app worker -Q dialer`.
+
+acks_late + reject_on_worker_lost: a task whose worker dies is delivered again; the tasks are
+idempotent (dispatch tokens, per-job locks, callback fingerprints), so a redelivery is harmless.
+Every worker also runs a small dispatcher thread that turns due jobs in the Redis schedule into
+placement tasks and reconciles placements a dead worker left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from celery import Celery, signals
+from opentelemetry.trace import SpanKind
+from prometheus_client import start_http_server
+from redis.exceptions import RedisError
+
+from voicebot_core import telemetry
+from voicebot_core.logs import setup_logging
+from voicebot_dialer.enqueue import CALL_STATUS_TASK, DIALER_QUEUE, broker_transport_options
+from voicebot_dialer.service import DialerService
+from voicebot_dialer.settings import get_settings
+from voicebot_dialer.webhooks import WebhookRejected, deliver
+
+PLACE_TASK = "voicebot_dialer.place_call"
+WEBHOOK_TASK = "voicebot_dialer.deliver_webhook"
+RECONCILE_EVERY_S = 2.0
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+app = Celery("voicebot_dialer", broker=settings.broker_url)
+app.conf.update(
+    broker_transport_options=broker_transport_options(settings.dialer_broker_prefix),
+    broker_connection_retry_on_startup=True,
+    task_default_queue=DIALER_QUEUE,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_ignore_result=True,
+    worker_prefetch_multiplier=1,
+    worker_hijack_root_logger=False,
+    task_serializer="json",
+    accept_content=["json"],
+)
+
+_service: DialerService | None = None
+_service_lock = threading.Lock()
+
+
+def emit_webhook(url: str, event: dict) -> None:
+    app.send_task(WEBHOOK_TASK, kwargs={"url": url, "event": event}, queue=DIALER_QUEUE)
+
+
+def service() -> DialerService:
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = DialerService(settings, emit_webhook=emit_webhook)
+        return _service
+
+
+def send_placement(job_id: str, attempt: int, token: str) -> None:
+    # The dispatcher makes the dial job's trace current: its traceparent rides in the headers.
+    app.send_task(PLACE_TASK, kwargs={"dial_job_id": job_id, "attempt": attempt, "token": token},
+                  queue=DIALER_QUEUE, headers=telemetry.inject_context())
+
+
+@app.task(name=PLACE_TASK, bind=True)
+def place_call(self, dial_job_id: str, attempt: int, token: str) -> str:
+    with telemetry.span("dialer.place_call", kind=SpanKind.CONSUMER, parent=telemetry.trace_carrier(self.request),
+                        attrs={"dial_job.id": dial_job_id, "dial_job.attempt": attempt}) as place_span:
+        result = service().place(dial_job_id, attempt, token)
+        place_span.set_attribute("dial_job.result", result)
+        return result
+
+
+@app.task(name=CALL_STATUS_TASK, autoretry_for=(RedisError, TimeoutError), retry_backoff=True, max_retries=8)
+def handle_call_status(dial_job_id: str, attempt: int, kind: str, params: dict[str, str]) -> str:
+    return service().handle_callback(dial_job_id, int(attempt), kind, params)
+
+
+@app.task(name=WEBHOOK_TASK, bind=True, max_retries=settings.dialer_webhook_max_retries)
+def deliver_webhook(self, url: str, event: dict) -> int:
+    try:
+        return deliver(url, event, settings.dialer_webhook_secret.get_secret_value())
+    except WebhookRejected as exc:
+        raise self.retry(countdown=min(2 ** self.request.retries, 300), exc=exc) from None
+
+
+class Dispatcher(threading.Thread):
+    """Moves due jobs from the Redis schedule to the queue; every worker runs one."""
+
+    def __init__(self, dialer: DialerService) -> None:
+        super().__init__(name="dial-dispatcher", daemon=True)
+        self._dialer = dialer
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        last_reconcile = 0.0
+        interval = self._dialer.settings.dialer_dispatch_interval_s
+        while not self._stop_event.wait(interval):
+            try:
+                self._dialer.promote_waiting()
+                while self._dialer.dispatch_due(send_placement) > 0:
+                    pass
+                now = time.monotonic()
+                if now - last_reconcile > RECONCILE_EVERY_S:
+                    last_reconcile = now
+                    self._dialer.reconcile_stuck_placements()
+                    self._dialer.reconcile_silent_calls()
+                    self._dialer.update_queue_gauges()
+            except Exception:  # keep dispatching through Redis blips
+                log.exception("dispatcher pass failed")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+_dispatcher: Dispatcher | None = None
+_traced_pid: int | None = None
+
+
+def _setup_tracing() -> None:
+    """Once per process that runs tasks: the threads pool's main process, or each prefork child
+    (the batch exporter's thread does not survive a fork)."""
+    global _traced_pid
+    if _traced_pid != os.getpid():
+        _traced_pid = os.getpid()
+        telemetry.setup_tracing("voicebot-dialer-worker")
+
+
+@signals.worker_process_init.connect
+def _init_pool_process(**_: object) -> None:
+    _setup_tracing()
+
+
+@signals.worker_ready.connect
+def _start_dispatcher(**_: object) -> None:
+    global _dispatcher
+    setup_logging("dialer-worker", settings.log_level, settings.log_json, settings.mask_phone_numbers)
+    _setup_tracing()
+    _dispatcher = Dispatcher(service())
+    _dispatcher.start()
+    if settings.dialer_metrics_port:
+        try:
+            start_http_server(settings.dialer_metrics_port, addr=settings.dialer_metrics_host)
+        except OSError as exc:  # a second worker on the same host: its metrics stay unexported
+            log.warning("metrics port %s unavailable: %s", settings.dialer_metrics_port, exc)
+
+
+@signals.worker_shutdown.connect
+def _stop_dispatcher(**_: object) -> None:
+    if _dispatcher is not None:
+        _dispatcher.stop()

@@ -1,0 +1,142 @@
+"""Routes for single dial jobs (/v1/calls) and the event feed (/v1/events)."""
+
+# No `from __future__ import annotations`: FastAPI resolves Depends() of closures at runtime.
+
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from voicebot_core import telemetry
+from voicebot_core.metrics import DIAL_JOBS
+from voicebot_dialer.jobs import check_profile, fingerprint, first_due, job_fields
+from voicebot_dialer.models import CallRequest
+from voicebot_dialer.service import DialerService
+from voicebot_dialer.settings import DialerSettings
+from voicebot_dialer.store import IdempotencyConflict
+from voicebot_dialer.views import e164_or_422, job_view, key_id
+
+
+def build_router(dialer: DialerService, settings: DialerSettings, require_key: Callable[..., str]) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(require_key)])
+
+    # calls
+    @router.post("/v1/calls", status_code=201, tags=["calls"],
+                 responses={200: {"description": "Idempotency-Key seen before: the first job"},
+                            409: {"description": "Idempotency-Key reused with a different body"}})
+    def create_call(body: CallRequest, api_key: Annotated[str, Depends(require_key)], request: Request,
+                    idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
+        """Queue one outbound call. The same `Idempotency-Key` never makes a second job."""
+        # FastAPI's own request span (when its telemetry is on) already continues the client's trace.
+        parent = None if trace.get_current_span().is_recording() else dict(request.headers)
+        with telemetry.span("dialer.create_dial_job", kind=SpanKind.SERVER, parent=parent,
+                            attrs={"agent.profile": body.agent_profile}) as create_span:
+            response, job_id = _create_call(body, api_key, idempotency_key)
+            create_span.set_attribute("dial_job.id", job_id)
+        return response
+
+    def _create_call(body: CallRequest, api_key: str, idempotency_key: str | None) -> tuple[JSONResponse, str]:
+        profile = check_profile(settings, body.agent_profile)
+        fields = job_fields(settings, body, body.to, body.variables, body.metadata, profile)
+        traceparent = telemetry.current_traceparent()
+        if traceparent:  # the placement task (another process) continues this trace
+            fields["traceparent"] = traceparent
+        scoped_key = f"{key_id(api_key)}:{idempotency_key}" if idempotency_key else None
+        try:
+            job_id, created = dialer.store.create(fields, first_due(body), scoped_key,
+                                                  fingerprint(body.model_dump(mode="json", by_alias=True)))
+        except IdempotencyConflict as exc:
+            raise HTTPException(409, f"Idempotency-Key already used for dial job {exc.job_id} with "
+                                     "a different request body") from None
+        job = dialer.store.get(job_id)
+        if created:
+            DIAL_JOBS.labels(source="api").inc()
+            dialer.lifecycle.event(job, "job.created")
+        return JSONResponse(job_view(dialer, job, detail=False), status_code=201 if created else 200), job_id
+
+    @router.get("/v1/calls", tags=["calls"])
+    def list_calls(state: str | None = None, campaign_id: str | None = None, to: str | None = None,
+                   cursor: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+        """Newest first; `next_cursor` pages on (null at the end)."""
+        to = to and e164_or_422(to)
+        items: list[dict[str, Any]] = []
+        position = cursor
+        page = 200
+        while len(items) < limit:
+            if campaign_id:
+                all_ids = sorted(dialer.redis.smembers(dialer.keys.campaign_jobs(campaign_id)))
+                ids = all_ids[position:position + page]
+            else:
+                ids = dialer.store.list_ids(position, page)
+            if not ids:
+                position = -1
+                break
+            for job_id in ids:
+                position += 1
+                job = dialer.store.get(job_id)
+                if job and (not state or job["state"] == state) and (not to or job["to"] == to):
+                    items.append(job_view(dialer, job, detail=False))
+                    if len(items) == limit:
+                        break
+        return {"items": items, "next_cursor": position if position >= 0 else None}
+
+    @router.get("/v1/calls/{job_id}", tags=["calls"])
+    def get_call(job_id: str) -> dict[str, Any]:
+        """State, attempts, events, transcript and recording of a dial job."""
+        job = dialer.store.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no dial job {job_id}")
+        view = job_view(dialer, job, detail=True)
+        if job.get("call_sid"):
+            # Written by the bot-worker / gateway through voicebot_core.calls.CallStore.
+            raw = dialer.redis.get(dialer.keys.call_transcript(job["call_sid"]))
+            view["transcript"] = json.loads(raw) if raw else None
+            view["recording_url"] = job.get("recording_url") or \
+                dialer.redis.hget(dialer.keys.call(job["call_sid"]), "recording_url") or ""
+        return view
+
+    @router.delete("/v1/calls/{job_id}", tags=["calls"])
+    def cancel_call(job_id: str) -> dict[str, Any]:
+        """Cancel a dial job; a ringing or live call is hung up."""
+        job = dialer.cancel(job_id)
+        if job is None:
+            raise HTTPException(404, f"no dial job {job_id}")
+        return job_view(dialer, dialer.store.get(job_id) or job, detail=False)
+
+    # events
+    @router.get("/v1/events", tags=["events"])
+    async def events(request: Request, after: str = "", dial_job_id: str = "", campaign_id: str = "",
+                     wait_s: Annotated[float, Query(ge=0, le=30)] = 10,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """Dial job events after the stream id `after` (empty: from now), waiting up to wait_s.
+        Async, so long polls hold no worker thread."""
+        redis_async = request.app.state.redis_async
+        stream = dialer.keys.dial_event_stream()
+        if not after:
+            last = await redis_async.xrevrange(stream, count=1)
+            after = last[0][0] if last else "0-0"
+        deadline = time.monotonic() + wait_s
+        out: list[dict[str, Any]] = []
+        while True:
+            block_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            reply = await redis_async.xread({stream: after}, count=limit, block=block_ms if wait_s else None)
+            for _, entries in reply or []:
+                for entry_id, data in entries:
+                    after = entry_id
+                    event = json.loads(data["event"])
+                    if dial_job_id and event.get("dial_job_id") != dial_job_id:
+                        continue
+                    if campaign_id and not await redis_async.sismember(dialer.keys.campaign_jobs(campaign_id),
+                                                                       event.get("dial_job_id", "")):
+                        continue
+                    out.append({"id": entry_id, **event})
+            if out or time.monotonic() >= deadline or not wait_s:
+                return {"events": out, "next": after}
+
+    return router

@@ -1,0 +1,122 @@
+"""Routes for campaigns (/v1/campaigns) and the do-not-call list (/v1/do-not-call)."""
+
+# No `from __future__ import annotations`: FastAPI resolves Depends() of closures at runtime.
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from voicebot_core.metrics import DIAL_JOBS
+from voicebot_dialer import campaigns
+from voicebot_dialer.jobs import InvalidRequest
+from voicebot_dialer.models import CampaignRequest, CampaignSettings, DoNotCallRequest
+from voicebot_dialer.service import DialerService
+from voicebot_dialer.settings import DialerSettings
+from voicebot_dialer.views import e164_or_422, unprocessable, validation_errors
+
+
+def build_router(dialer: DialerService, settings: DialerSettings, require_key: Callable[..., str]) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(require_key)])
+
+    # campaigns
+    @router.post("/v1/campaigns", status_code=201, tags=["campaigns"])
+    def create_campaign(body: CampaignRequest) -> dict[str, Any]:
+        """Create a campaign from JSON contacts; it starts at once (or at schedule_at/in its window)."""
+        if len(body.contacts) > settings.dialer_max_campaign_contacts:
+            raise InvalidRequest(f"at most {settings.dialer_max_campaign_contacts} contacts per campaign")
+        options = CampaignSettings.model_validate(body.model_dump(exclude={"contacts"}, by_alias=True))
+        result = campaigns.create_campaign(dialer, options, body.contacts)
+        DIAL_JOBS.labels(source="campaign").inc(len(body.contacts))
+        return result
+
+    @router.post("/v1/campaigns/upload", status_code=201, tags=["campaigns"])
+    async def upload_campaign(
+        contacts: Annotated[UploadFile, File(description="CSV: a `to` column; other columns are variables, "
+                                                          "`meta_*` columns metadata.")],
+        campaign: Annotated[str, Form(description="CampaignSettings as JSON")] = "{}",
+    ) -> JSONResponse:
+        """Create a campaign from a CSV upload (multipart/form-data)."""
+        try:
+            options = CampaignSettings.model_validate(json.loads(campaign or "{}"))
+        except json.JSONDecodeError as exc:
+            return unprocessable([{"field": "campaign", "message": f"not JSON: {exc}"}])
+        except ValidationError as exc:
+            return unprocessable(validation_errors(exc))
+        raw = await contacts.read()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return unprocessable([{"field": "contacts", "message": "the CSV must be UTF-8"}])
+        try:
+            parsed = await run_in_threadpool(campaigns.contacts_from_csv, text, settings.dialer_max_campaign_contacts)
+        except campaigns.ContactErrors as exc:
+            return unprocessable([{"field": f"contacts.row{e['row']}", "message": e["message"]}
+                                   for e in exc.errors[:100]])
+        result = await run_in_threadpool(campaigns.create_campaign, dialer, options, parsed)
+        DIAL_JOBS.labels(source="campaign").inc(len(parsed))
+        return JSONResponse(result, status_code=201)
+
+    @router.get("/v1/campaigns", tags=["campaigns"])
+    def list_campaigns(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+        ids = dialer.redis.zrevrange(dialer.keys.campaigns_index(), 0, limit - 1)
+        return {"items": [p for p in (campaigns.progress(dialer, i) for i in ids) if p]}
+
+    def _campaign_or_404(campaign_id: str) -> dict[str, Any]:
+        result = campaigns.progress(dialer, campaign_id)
+        if result is None:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+        return result
+
+    @router.get("/v1/campaigns/{campaign_id}", tags=["campaigns"])
+    def get_campaign(campaign_id: str) -> dict[str, Any]:
+        """Progress counts by job state."""
+        return _campaign_or_404(campaign_id)
+
+    @router.post("/v1/campaigns/{campaign_id}/pause", tags=["campaigns"])
+    def pause_campaign(campaign_id: str) -> dict[str, Any]:
+        _campaign_or_404(campaign_id)
+        campaigns.pause(dialer, campaign_id)
+        return _campaign_or_404(campaign_id)
+
+    @router.post("/v1/campaigns/{campaign_id}/resume", tags=["campaigns"])
+    def resume_campaign(campaign_id: str) -> dict[str, Any]:
+        if _campaign_or_404(campaign_id)["status"] == "canceled":
+            raise HTTPException(409, "a canceled campaign cannot resume")
+        campaigns.resume(dialer, campaign_id)
+        return _campaign_or_404(campaign_id)
+
+    @router.post("/v1/campaigns/{campaign_id}/cancel", tags=["campaigns"])
+    def cancel_campaign(campaign_id: str) -> dict[str, Any]:
+        _campaign_or_404(campaign_id)
+        campaigns.cancel(dialer, campaign_id)
+        return _campaign_or_404(campaign_id)
+
+    # do-not-call
+    @router.post("/v1/do-not-call", tags=["do-not-call"])
+    def add_do_not_call(body: DoNotCallRequest) -> dict[str, Any]:
+        """Numbers never dialed again; checked before every placement."""
+        dialer.redis.sadd(dialer.keys.do_not_call(), *body.numbers)
+        return {"added": len(body.numbers)}
+
+    @router.get("/v1/do-not-call", tags=["do-not-call"])
+    def list_do_not_call(cursor: Annotated[int, Query(ge=0)] = 0,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        next_cursor, numbers = dialer.redis.sscan(dialer.keys.do_not_call(), cursor, count=limit)
+        return {"numbers": sorted(numbers), "next_cursor": int(next_cursor) or None}
+
+    @router.get("/v1/do-not-call/{number}", tags=["do-not-call"])
+    def check_do_not_call(number: str) -> dict[str, Any]:
+        number = e164_or_422(number)
+        return {"number": number, "do_not_call": dialer.store.is_do_not_call(number)}
+
+    @router.delete("/v1/do-not-call/{number}", tags=["do-not-call"])
+    def remove_do_not_call(number: str) -> dict[str, Any]:
+        number = e164_or_422(number)
+        return {"number": number, "removed": bool(dialer.redis.srem(dialer.keys.do_not_call(), number))}
+
+    return router

@@ -1,0 +1,58 @@
+"""Dialer settings (env prefix VOICEBOT_), shared by the REST API and the Celery workers."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+
+from voicebot_core.settings import CommonSettings
+
+
+class DialerSettings(CommonSettings):
+    dialer_host: str = Field("0.0.0.0", description="REST API bind address.")
+    dialer_port: int = Field(8070, description="REST API port.")
+    dialer_api_keys: str = Field("", description="Comma-separated Bearer API keys; empty refuses every call.")
+    dialer_max_request_bytes: int = Field(2_000_000, description="Largest accepted request body.")
+    dialer_max_campaign_contacts: int = Field(100_000, description="Most contacts in one campaign.")
+    gateway_public_base_url: str = Field(
+        "http://127.0.0.1:8080", description="Gateway as Twilio reaches it (the same variable the gateway reads)."
+    )
+    dialer_from_numbers: str = Field("+15550000001", description="Comma-separated default caller-ID pool.")
+    dialer_default_profile: str = Field("", description="Agent profile when a request names none.")
+    dialer_broker_url: str = Field("", description="Celery broker; empty means redis_url.")
+    dialer_broker_prefix: str = Field("", description="Key prefix for Celery's own Redis keys (tests).")
+    dialer_account_cps: float = Field(1.0, description="Calls per second for the whole Twilio account.")
+    dialer_number_cps: float = Field(1.0, description="Calls per second per caller-ID number.")
+    dialer_rate_window_s: float = Field(1.0, description="Window the CPS limits apply to.")
+    dialer_require_capacity: bool = Field(True, description="Place only when a bot-worker slot is free.")
+    dialer_ring_timeout_s: int = Field(30, description="Seconds Twilio lets the callee's phone ring.")
+    dialer_amd_mode: str = Field("async", description="'async' (AsyncAmd callback) or 'sync' (TwiML).")
+    dialer_record_calls: bool = Field(False, description="Ask Twilio to record placed calls.")
+    dialer_default_max_attempts: int = Field(3, description="Attempts when a request sets none.")
+    dialer_dispatch_interval_s: float = Field(0.05, description="How often workers look for due jobs.")
+    dialer_dispatch_lease_s: float = Field(60.0, description="Re-dispatch a queued job after this long.")
+    dialer_max_inflight: int = Field(50, description="Placement tasks queued but not started, at most.")
+    dialer_placing_timeout_s: float = Field(30.0, description="Reconcile a job stuck in 'placing' after.")
+    dialer_webhook_secret: SecretStr = Field(SecretStr("change-me-webhook-secret"),
+                                             description="HMAC-SHA256 key signing event webhooks.")
+    dialer_webhook_max_retries: int = Field(6, description="Delivery attempts after the first.")
+    dialer_metrics_host: str = Field("0.0.0.0", description="Celery worker metrics bind address.")
+    dialer_metrics_port: int = Field(9808, description="Celery worker metrics port; 0 disables.")
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.dialer_api_keys.split(",") if k.strip())
+
+    @property
+    def from_numbers(self) -> list[str]:
+        return [n.strip() for n in self.dialer_from_numbers.split(",") if n.strip()]
+
+    @property
+    def broker_url(self) -> str:
+        return self.dialer_broker_url or self.redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> DialerSettings:
+    return DialerSettings()

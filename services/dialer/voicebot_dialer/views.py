@@ -1,0 +1,52 @@
+"""Shapes the dialer API answers with, and the small checks its routes share."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from voicebot_dialer.jobs import InvalidRequest
+from voicebot_dialer.models import TERMINAL_STATES, to_e164
+from voicebot_dialer.service import DialerService
+
+
+def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"error": "invalid request", "detail": errors})
+
+
+def validation_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    return [{"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in exc.errors()]
+
+
+def key_id(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def e164_or_422(number: str) -> str:
+    try:
+        return to_e164(number)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def job_view(dialer: DialerService, job: dict[str, Any], detail: bool) -> dict[str, Any]:
+    view = {
+        "id": job["id"], "state": job["state"], "outcome": job.get("outcome", ""), "to": job["to"],
+        "from": job["from"], "agent_profile": job.get("agent_profile", ""), "variables": job.get("variables", {}),
+        "metadata": job.get("metadata", {}), "attempt": job["attempt"], "max_attempts": job["max_attempts"],
+        "campaign_id": job.get("campaign_id", ""), "call_sid": job.get("call_sid", ""),
+        "answered_by": job.get("answered_by", ""), "machine_detection": job.get("machine_detection", "none"),
+        "created_at": float(job["created_at"]),
+        "next_attempt_at": float(job["due_at"]) if job["state"] == "scheduled" and job.get("due_at") else None,
+        "terminal": job["state"] in TERMINAL_STATES,
+    }
+    if detail:
+        view["attempts"] = job.get("attempts") or []
+        view["events"] = dialer.store.events(job["id"])
+        view["transcript"] = None
+        view["recording_url"] = job.get("recording_url", "")
+    return view

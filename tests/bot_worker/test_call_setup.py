@@ -1,0 +1,113 @@
+"""Choosing the agent profile, variables and overrides for a call; the serializer's extra events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis.asyncio as aioredis
+from pipecat.frames.frames import InputAudioRawFrame, InputDTMFFrame, InterruptionFrame
+from pipecat.processors.frame_processor import FrameProcessorSetup
+
+from helpers.constants import SHIPPED_PROFILES_PATH as PROFILES_PATH
+from voicebot_core.calls import CallStore
+from voicebot_core.profiles import AgentProfiles
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_core.twilio_protocol import StreamStart
+from voicebot_worker.call import prepare_call
+from voicebot_worker.serializer import StreamHooks, TwilioMarkFrame, TwilioStopFrame, VoicebotTwilioSerializer
+from voicebot_worker.settings import WorkerSettings
+
+
+def stream_start(**params: str) -> StreamStart:
+    return StreamStart(stream_sid="MZ1", call_sid="CA1", account_sid="AC1", tracks=["inbound"],
+                       custom_parameters=params)
+
+
+@pytest.fixture
+async def call_env(redis_url, redis_prefix):
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    keys = RedisKeys(redis_prefix)
+    yield redis, keys, CallStore(redis, keys), AgentProfiles.load(PROFILES_PATH)
+    await redis.aclose()
+
+
+async def test_profile_from_parameter_number_or_default(call_env):
+    redis, keys, store, profiles = call_env
+    settings = WorkerSettings(redis_prefix=keys.prefix)
+    named = await prepare_call(stream_start(agent_profile="sales"), profiles, redis, keys, store, settings)
+    assert named.profile.name == "sales" and named.direction == "inbound" and named.resumed_messages is None
+    by_number = await prepare_call(stream_start(to="+15550100001"), profiles, redis, keys, store, settings)
+    assert by_number.profile.name == "support-cloud"
+    default = await prepare_call(stream_start(), profiles, redis, keys, store, settings)
+    assert default.profile.name == "default"
+
+
+async def test_dial_job_variables_and_overrides(call_env):
+    redis, keys, store, profiles = call_env
+    await redis.hset(keys.dial_job("j1"), mapping={"variables": json.dumps({"name": "Bo"}),
+                                                    "overrides": json.dumps({"idle_timeout_s": 7})})
+    setup = await prepare_call(stream_start(direction="outbound", agent_profile="sales", dial_job_id="j1"),
+                               profiles, redis, keys, store, WorkerSettings())
+    assert setup.direction == "outbound" and setup.variables == {"name": "Bo"}
+    assert setup.profile.idle_timeout_s == 7
+    assert setup.profile.greeting_for("outbound", setup.variables).startswith("Hi Bo,")
+
+
+async def test_missing_or_broken_dial_job_is_tolerated(call_env):
+    redis, keys, store, profiles = call_env
+    await redis.hset(keys.dial_job("broken"), mapping={"variables": "{not json", "overrides": "[1]"})
+    for job in ("absent", "broken"):
+        setup = await prepare_call(stream_start(direction="outbound", agent_profile="sales", dial_job_id=job),
+                                   profiles, redis, keys, store, WorkerSettings())
+        assert setup.variables == {} and setup.profile.name == "sales"
+
+
+async def test_idle_timeout_setting_overrides_profiles(call_env):
+    redis, keys, store, profiles = call_env
+    setup = await prepare_call(stream_start(agent_profile="sales"), profiles, redis, keys, store,
+                               WorkerSettings(idle_timeout_s=2.5))
+    assert setup.profile.idle_timeout_s == 2.5
+
+
+async def test_existing_context_is_resumed(call_env):
+    redis, keys, store, profiles = call_env
+    await store.checkpoint_context("CA1", [{"role": "user", "content": "hi"}])
+    setup = await prepare_call(stream_start(), profiles, redis, keys, store, WorkerSettings())
+    assert setup.resumed_messages == [{"role": "user", "content": "hi"}]
+
+
+class RecordingHooks(StreamHooks):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def on_media_sent(self, duration_s: float) -> None:
+        self.events.append(("media", round(duration_s, 3)))
+
+    def on_clear_sent(self) -> None:
+        self.events.append(("clear", None))
+
+    def on_protocol_error(self, reason: str) -> None:
+        self.events.append(("error", reason))
+
+
+async def test_serializer_surfaces_marks_stop_dtmf_and_rejects_malformed():
+    hooks = RecordingHooks()
+    serializer = VoicebotTwilioSerializer(stream_sid="MZ1", params=VoicebotTwilioSerializer.InputParams(
+        auto_hang_up=False), hooks=hooks)
+    await serializer.setup(FrameProcessorSetup(clock=None, task_manager=None, pipeline_worker=None,
+                                               audio_in_sample_rate=8000, audio_out_sample_rate=8000))
+    mark = await serializer.deserialize(json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": "u1-c1"}}))
+    assert isinstance(mark, TwilioMarkFrame) and mark.mark_name == "u1-c1"
+    assert isinstance(await serializer.deserialize(json.dumps({"event": "stop", "stop": {}})), TwilioStopFrame)
+    dtmf = await serializer.deserialize(json.dumps({"event": "dtmf", "dtmf": {"digit": "5"}}))
+    assert isinstance(dtmf, InputDTMFFrame)
+    media = await serializer.deserialize(json.dumps(
+        {"event": "media", "media": {"payload": "/////w=="}}))
+    assert isinstance(media, InputAudioRawFrame)
+    clear = await serializer.serialize(InterruptionFrame())
+    assert json.loads(clear) == {"event": "clear", "streamSid": "MZ1"}
+    assert await serializer.deserialize('{"event": "media", "media": {}}') is None
+    assert hooks.events[-1][0] == "error" and "payload" in str(hooks.events[-1][1])
+    # after a protocol error the stream is being closed: nothing more is accepted
+    assert await serializer.deserialize(json.dumps({"event": "stop", "stop": {}})) is None

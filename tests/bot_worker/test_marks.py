@@ -1,0 +1,113 @@
+"""What the caller heard, from marks, echoes and clears (pure bookkeeping)."""
+
+from __future__ import annotations
+
+from voicebot_worker.marks import MarkTracker, PlaybackClock
+
+
+def speak(tracker: MarkTracker, key: str, sentences: list[str]) -> list[str]:
+    return [tracker.chunk_spoken(key, s) for s in sentences]
+
+
+def test_fully_played_utterance_is_heard_completely():
+    tracker = MarkTracker()
+    tracker.add_intent("Hello there. How can I help?", complete=True)
+    marks = speak(tracker, "ctx-1", ["Hello there.", "How can I help?"])
+    tracker.utterance_finished("ctx-1")
+    for name in marks:
+        tracker.mark_echoed(name)
+    [utterance] = tracker.utterances
+    assert utterance.resolved and not utterance.interrupted
+    assert utterance.record()["heard"] == "Hello there. How can I help?"
+    assert utterance.record()["text"] == "Hello there. How can I help?"
+
+
+def test_clear_drops_pending_chunks_and_keeps_intended_text():
+    tracker = MarkTracker()
+    intent = tracker.add_intent()
+    intent.text = "We open at nine. We close at six. Weekends differ."
+    first, second = speak(tracker, "ctx-1", ["We open at nine.", "We close at six."])
+    tracker.mark_echoed(first)  # played before the caller talked
+    assert tracker.clear_sent() is True  # second was still buffered at Twilio
+    tracker.mark_echoed(second)  # Twilio returns pending marks when it clears
+    [utterance] = tracker.utterances
+    record = utterance.record()
+    assert record["interrupted"] is True
+    assert record["heard"] == "We open at nine."
+    assert record["text"] == "We open at nine. We close at six. Weekends differ."
+    assert utterance.chunks[1].state == "dropped"
+
+
+def test_clear_with_nothing_playing_is_not_a_barge_in():
+    tracker = MarkTracker()
+    name = tracker.chunk_spoken("ctx-1", "Hi.")
+    tracker.utterance_finished("ctx-1")
+    tracker.mark_echoed(name)
+    assert tracker.clear_sent() is False
+    assert not tracker.utterances[0].interrupted
+
+
+def test_utterances_claim_intents_in_order_and_new_contexts_start_new_utterances():
+    tracker = MarkTracker()
+    tracker.add_intent("Greeting.", complete=True)
+    tracker.add_intent("Answer.", complete=True)
+    speak(tracker, "a", ["Greeting."])
+    speak(tracker, "b", ["Answer."])
+    assert [u.text for u in tracker.utterances] == ["Greeting.", "Answer."]
+    assert tracker.utterances[0].closed  # a new context closes the previous one
+
+
+def test_discarded_intent_is_not_claimed():
+    tracker = MarkTracker()
+    tool_only = tracker.add_intent()
+    tracker.discard_intent(tool_only)
+    tracker.add_intent("Goodbye!", complete=True)
+    speak(tracker, "x", ["Goodbye!"])
+    assert tracker.utterances[0].text == "Goodbye!"
+
+
+def test_resolved_callback_fires_once_when_last_mark_returns():
+    tracker = MarkTracker()
+    seen: list[str] = []
+    tracker.on_resolved.append(lambda u: seen.append(u.key))
+    marks = speak(tracker, "k", ["One.", "Two."])
+    tracker.mark_echoed(marks[0])
+    tracker.utterance_finished("k")
+    assert seen == []
+    tracker.mark_echoed(marks[1])
+    tracker.mark_echoed(marks[1])
+    assert seen == ["k"] and tracker.pending_marks == 0
+
+
+def test_without_echoes_the_playback_clock_decides_what_a_clear_cut():
+    now = [50.0]
+    tracker = MarkTracker(clock=lambda: now[0])
+    [heard] = speak(tracker, "a", ["Heard."])
+    tracker.mark_sent(heard, expected_end=49.0)  # finished playing a second ago, echo never came
+    tracker.utterance_finished("a")
+    [cut] = speak(tracker, "b", ["Cut."])
+    tracker.mark_sent(cut, expected_end=51.0)  # still playing
+    tracker.clear_sent()
+    first, second = tracker.finalize()
+    assert first.heard == "Heard." and not first.interrupted
+    assert second.heard == "" and second.interrupted
+
+
+def test_finalize_counts_unechoed_marks_as_played_when_nothing_was_cleared():
+    tracker = MarkTracker()
+    speak(tracker, "a", ["Heard."])
+    [utterance] = tracker.finalize()
+    assert utterance.heard == "Heard." and not utterance.interrupted
+
+
+def test_playback_clock_follows_real_time_and_clear():
+    now = [100.0]
+    clock = PlaybackClock(now=lambda: now[0])
+    clock.on_media(0.02)
+    clock.on_media(0.02)
+    assert abs(clock.play_end - 100.04) < 1e-9
+    now[0] = 101.0  # a gap: playback restarts from now
+    clock.on_media(0.5)
+    assert abs(clock.remaining_s() - 0.5) < 1e-9
+    clock.on_clear()
+    assert clock.remaining_s() == 0.0

@@ -1,0 +1,179 @@
+"""What the rendered chart must contain for calls to survive scaling and upgrades."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import yaml
+
+from .conftest import CHART, env_of, find
+
+PRODUCTION = str(CHART / "ci" / "production-values.yaml")
+EXTERNAL = str(CHART / "ci" / "external-redis-values.yaml")
+MINIMAL = str(CHART / "ci" / "minimal-values.yaml")
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+
+
+def pod_specs(docs):
+    return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in docs if d["kind"] in WORKLOAD_KINDS]
+
+
+def test_every_container_is_locked_down_and_sized(render):
+    docs = render("-f", PRODUCTION)
+    specs = pod_specs(docs)
+    assert {name for name, _ in specs} >= {
+        "voicebot-gateway", "voicebot-bot-worker", "voicebot-dialer-api", "voicebot-dialer-worker",
+        "voicebot-llm-server", "voicebot-redis"}
+    for name, spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for container in spec["containers"] + spec.get("initContainers", []):
+            ctx = container["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, name
+            assert ctx["allowPrivilegeEscalation"] is False, name
+            assert ctx["capabilities"]["drop"] == ["ALL"], name
+            assert container["resources"]["requests"] and container["resources"]["limits"], name
+            assert "livenessProbe" in container or container["name"] == "fetch-models", name
+
+
+def test_worker_advertises_its_pod_address_and_drains_in_prestop(render):
+    docs = render()
+    pod = find(docs, "Deployment", "voicebot-bot-worker")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    names = [e["name"] for e in container["env"]]
+    assert env["VOICEBOT_WORKER_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    # $(POD_IP) is expanded only when POD_IP is defined earlier in the list.
+    assert names.index("POD_IP") < names.index("VOICEBOT_WORKER_ADVERTISE_URL")
+    assert env["VOICEBOT_WORKER_ADVERTISE_URL"]["value"] == "ws://$(POD_IP):8090"
+    assert env["VOICEBOT_WORKER_CAPACITY"]["value"] == "8"
+    assert int(env["VOICEBOT_WORKER_DRAIN_TIMEOUT_S"]["value"]) <= pod["terminationGracePeriodSeconds"]
+    assert env["VOICEBOT_DEEPGRAM_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    hook = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+    assert "kill -TERM 1" in hook and "kill -0 1" in hook
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/models", "/data/recordings", "/etc/voicebot/profiles"} <= mounts
+
+
+def test_gateway_waits_for_the_ingress_then_drains_streams(render):
+    pod = find(render(), "Deployment", "voicebot-gateway")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
+    assert env["VOICEBOT_GATEWAY_DRAIN_TIMEOUT_S"]["value"] == "3600"
+    assert pod["terminationGracePeriodSeconds"] >= 10 + 3600
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_hpa_scales_on_active_calls_per_pod_and_scales_down_slowly(render):
+    docs = render("-f", PRODUCTION)
+    hpa = find(docs, "HorizontalPodAutoscaler", "voicebot-bot-worker")
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods"
+    assert metric["pods"]["metric"]["name"] == "voicebot_active_calls"
+    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "6"}
+    assert hpa["spec"]["behavior"]["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+    worker = find(docs, "Deployment", "voicebot-bot-worker")
+    assert "replicas" not in worker["spec"], "the HPA owns the replica count"
+    assert find(docs, "PodDisruptionBudget", "voicebot-bot-worker")["spec"]["maxUnavailable"] == 1
+
+
+def test_keda_scaledobject_queries_this_releases_workers(render):
+    docs = render("-f", EXTERNAL)
+    scaled = find(docs, "ScaledObject", "voicebot-bot-worker")
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["query"] == (
+        'sum(voicebot_active_calls{namespace="voicebot",service="voicebot-bot-worker"})')
+    assert trigger["metadata"]["threshold"] == "5"
+    assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_stream_ingress_outlives_the_longest_call(render):
+    docs = render()
+    stream = find(docs, "Ingress", "voicebot-gateway-stream")
+    webhooks = find(docs, "Ingress", "voicebot-gateway")
+    notes = stream["metadata"]["annotations"]
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > 3600
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-send-timeout"]) > 3600
+    assert not any("affinity" in key for key in notes), "no sticky sessions: state lives in Redis"
+    assert stream["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/twilio/stream"
+    assert int(webhooks["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"]) <= 60
+
+
+def test_bundled_redis_keeps_an_append_only_file_and_needs_the_password(render):
+    docs = render("-f", PRODUCTION)
+    config = find(docs, "ConfigMap", "voicebot-redis")["data"]["redis.conf"]
+    assert "appendonly yes" in config and "maxmemory-policy noeviction" in config
+    redis = find(docs, "StatefulSet", "voicebot-redis")
+    assert redis["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    gateway_env = env_of(find(docs, "Deployment", "voicebot-gateway")["spec"]["template"]["spec"]["containers"][0])
+    assert gateway_env["VOICEBOT_REDIS_URL"]["value"] == (
+        "redis://:$(VOICEBOT_REDIS_PASSWORD)@voicebot-redis:6379/0")
+    assert gateway_env["VOICEBOT_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "voicebot-production"
+
+
+def test_chart_made_secret_and_profiles_configmap(render):
+    docs = render("-f", MINIMAL)
+    secret = find(docs, "Secret", "voicebot-secrets")
+    assert set(secret["stringData"]) == {"twilio-auth-token", "stream-ticket-secret", "dialer-api-keys"}
+    profiles = find(docs, "ConfigMap", "voicebot-agent-profiles")["data"]["agent-profiles.yaml"]
+    assert yaml.safe_load(profiles)["default_profile"] == "default"
+    env = env_of(find(docs, "Deployment", "voicebot-gateway")["spec"]["template"]["spec"]["containers"][0])
+    assert env["VOICEBOT_REDIS_URL"]["value"] == "redis://redis.example.internal:6379/0"
+    assert env["VOICEBOT_AGENT_PROFILES_PATH"]["value"] == "/etc/voicebot/profiles/agent-profiles.yaml"
+
+
+def test_every_dashboard_file_becomes_a_labelled_configmap(render):
+    docs = render("-f", PRODUCTION)
+    files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+    assert files, "at least one dashboard ships with the chart"
+    maps = [d for d in docs if d["kind"] == "ConfigMap" and "-dashboard-" in d["metadata"]["name"]]
+    assert sorted(k for m in maps for k in m["data"]) == files
+    for cm in maps:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["namespace"] == "monitoring"
+        for text in cm["data"].values():
+            assert json.loads(text)["panels"]
+
+
+def test_rule_files_replace_the_builtin_alerts(render, tmp_path):
+    chart = tmp_path / "voicebot"
+    shutil.copytree(CHART, chart)
+    for old in (chart / "rules").glob("*.yaml"):
+        old.unlink()
+    builtin = find(render("-f", PRODUCTION, chart=chart), "PrometheusRule", "voicebot")
+    alerts = {r["alert"] for g in builtin["spec"]["groups"] for r in g["rules"]}
+    assert {"VoicebotNoFreeCapacity", "VoicebotWorkerHeartbeatsLost"} <= alerts
+    # Rule text with Prometheus templates must pass through helm untouched.
+    rule = {"alert": "VoicebotExtra", "expr": "vector(1) > 2", "for": "5m",
+            "annotations": {"summary": "{{ $labels.pod }}"}}
+    (chart / "rules" / "extra.yaml").write_text(yaml.safe_dump({"groups": [{"name": "extra", "rules": [rule]}]}))
+    from_files = find(render("-f", PRODUCTION, chart=chart), "PrometheusRule", "voicebot")
+    assert from_files["spec"]["groups"] == [{"name": "extra", "rules": [rule]}]
+
+
+def test_local_llm_server_gets_weights_but_no_secrets(render):
+    docs = render("-f", PRODUCTION)
+    llm = find(docs, "Deployment", "voicebot-llm-server")["spec"]["template"]["spec"]["containers"][0]
+    args = llm["args"]
+    assert args[args.index("--model") + 1] == "/models/qwen2.5-1.5b/model.gguf"
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    assert not [e for e in llm["env"] if "valueFrom" in e], "the LLM server needs no secret"
+    worker = find(docs, "Deployment", "voicebot-bot-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(worker)["VOICEBOT_WORKER_LLM_BASE_URL"]["value"] == "http://voicebot-llm-server:8000/v1"
+    without = find(render(), "Deployment", "voicebot-bot-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert "VOICEBOT_WORKER_LLM_BASE_URL" not in env_of(without)
+
+
+def test_models_init_container_fills_the_emptydir(render):
+    docs = render("-f", EXTERNAL)
+    pod = find(docs, "Deployment", "voicebot-bot-worker")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["command"] == ["python", "/app/scripts/fetch_models.py"]
+    assert init["args"][:2] == ["--models-dir", "/models"]
+    models = next(v for v in pod["volumes"] if v["name"] == "models")
+    assert "emptyDir" in models
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models")
+    assert mount["readOnly"] is False

@@ -1,0 +1,99 @@
+"""Helpers shared by the dialer tests (imported by name; conftest holds the fixtures)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from voicebot_dialer.settings import DialerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in (
+    "packages/core", "packages/emulator", "packages/cli", "services/gateway", "services/bot-worker",
+    "services/dialer"))
+API_KEY = "test-key-1"
+
+
+def settings_env(settings: DialerSettings) -> dict[str, str]:
+    """The same settings as VOICEBOT_* variables, for subprocesses."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"VOICEBOT_{name.upper()}"] = str(int(value) if isinstance(value, bool) else value)
+    return env
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def max_in_any_window(times: list[float], window_s: float = 1.0) -> int:
+    """Most events inside any half-open window [t, t + window_s)."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+class CeleryWorkers:
+    """Real `celery worker` subprocesses; killed (process group) at the end of the test."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, settings: DialerSettings) -> subprocess.Popen:
+        env = {**os.environ, **settings_env(settings), "PYTHONPATH": PYTHONPATH}
+        log = open(self._log_dir / f"celery-{name}.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "celery", "-A", "voicebot_dialer.celery_app", "worker", "-Q", "dialer",
+             "--pool=solo", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "--loglevel=WARNING"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text()[-3000:] for p in sorted(self._log_dir.glob("celery-*.log")))
+

@@ -1,0 +1,127 @@
+"""A call to our number answered by the agent, over the real wire protocols, every service its
+own process: emulator phone -> gateway -> bot-worker (fake providers moving real audio)."""
+
+from __future__ import annotations
+
+import json
+import time
+import wave
+
+import numpy as np
+import pytest
+import redis
+
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_devstack.turns import turn_latencies
+
+THREE_TURNS, BARGE_IN, IDLE, END_CALL, TRANSFER = (f"+1555700000{i}" for i in range(1, 6))
+
+
+def _store(stack):
+    return redis.Redis.from_url(stack.redis_url, decode_responses=True), RedisKeys(stack.config.redis_prefix)
+
+
+def _wait_transcript(stack, call_sid: str, timeout: float = 15) -> tuple[dict, list[dict]]:
+    r, keys = _store(stack)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = r.get(keys.call_transcript(call_sid))
+        call = r.hgetall(keys.call(call_sid))
+        if raw and call.get("outcome"):
+            return call, json.loads(raw)
+        time.sleep(0.2)
+    raise AssertionError(f"no transcript for {call_sid}; call: {r.hgetall(keys.call(call_sid))}")
+
+
+def test_three_turn_call_with_greeting_marks_and_stereo_recording(stack, phone):
+    sid = phone.call(THREE_TURNS, "three-turns")
+    report = phone.wait(sid)
+    assert report["status"] == "completed", report
+    said, heard = report["said"], report["heard"]
+    assert len(said) == 3
+    assert heard and heard[0]["start"] < said[0]["start"], "the caller hears the greeting first"
+    assert any(not m["cleared"] for m in report["marks"]), "marks echoed after played audio"
+    for turn in turn_latencies(report):
+        assert turn.latency_s is not None and turn.latency_s < 2.5, turn
+    call, transcript = _wait_transcript(stack, sid)
+    user = [t["text"] for t in transcript if t["role"] == "user"]
+    bot = [t["text"] for t in transcript if t["role"] == "assistant"]
+    assert user == ["I would like to check my order status", "my order number is four two seven",
+                    "thank you, that is all for today"]
+    assert bot[0].startswith("Hello, thanks for calling")
+    assert "What is your order number?" in bot[1] and "arrives tomorrow" in bot[2]
+    assert call["outcome"] == "completed"
+    with wave.open(call["recording"]) as wav:
+        assert wav.getnchannels() == 2
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    caller_rms, bot_rms = np.sqrt(np.mean(samples.astype(np.float64) ** 2, axis=0))
+    assert caller_rms > 100 and bot_rms > 100, (caller_rms, bot_rms)
+
+
+def test_barge_in_clears_within_300ms_and_transcript_marks_the_cut(stack, phone):
+    sid = phone.call(BARGE_IN, "barge-in")
+    report = phone.wait(sid)
+    barge = report["said"][1]
+    clears_after = [t for t in report["clears"] if t >= barge["start"]]
+    assert clears_after, report["timeline"]
+    assert clears_after[0] - barge["start"] <= 0.3, (barge, report["clears"])
+    _, transcript = _wait_transcript(stack, sid)
+    cut = [t for t in transcript if t["role"] == "assistant" and t.get("interrupted")]
+    assert cut, transcript
+    assert cut[0]["text"].startswith("We are open from nine")
+    assert len(cut[0]["heard"]) < len(cut[0]["text"])
+
+
+def test_idle_prompt_after_five_seconds_then_polite_hang_up(stack, phone):
+    sid = phone.call(IDLE, "silent")
+    report = phone.wait(sid, timeout=45)
+    heard = report["heard"]
+    assert len(heard) >= 3, heard  # greeting, prompt(s), goodbye
+    gap = heard[1]["start"] - heard[0]["end"]
+    assert 4.5 <= gap <= 5.5, heard
+    _, transcript = _wait_transcript(stack, sid)
+    bot = [t["text"] for t in transcript if t["role"] == "assistant"]
+    assert bot.count("Are you still there?") == 2 and bot[-1].startswith("I haven't heard from you")
+    assert any(e["event"] == "rest-update" or "completed" in json.dumps(e) for e in report["timeline"])
+
+
+def test_end_call_tool_hangs_up_through_the_rest_api(stack, phone):
+    sid = phone.call(END_CALL, "end-call")
+    report = phone.wait(sid)
+    assert report["status"] == "completed"
+    updates = [e for e in report["timeline"] if "update" in e["event"]]
+    assert any(e["detail"].get("Status") == "completed" or e["detail"].get("status") == "completed"
+               for e in updates), report["timeline"]
+    call, transcript = _wait_transcript(stack, sid)
+    assert transcript[-1]["text"] == "Thanks for calling. Goodbye!"
+    assert call["outcome"] == "completed"
+
+
+def test_transfer_to_human_redirects_the_call_to_dial(stack, phone):
+    sid = phone.call(TRANSFER, "transfer")
+    report = phone.wait(sid)
+    dials = [v for v in report["twiml"] if v["verb"] == "Dial"]
+    assert dials and dials[0]["number"] == "+15550109999", report["twiml"]
+    call, _ = _wait_transcript(stack, sid)
+    assert call["outcome"] == "transferred"
+
+
+@pytest.mark.timeout(120)
+def test_draining_worker_gets_no_call_and_no_free_worker_means_busy_message(stack, phone):
+    r, keys = _store(stack)
+    workers = sorted(r.zrange(keys.workers(), 0, -1))
+    assert len(workers) == 2
+    r.hset(keys.worker(workers[0]), "draining", 1)
+    try:
+        sid = phone.call(THREE_TURNS, "three-turns")
+        report = phone.wait(sid)
+        assert report["status"] == "completed"
+        assert r.hget(keys.call(sid), "worker_id") == workers[1]
+        r.hset(keys.worker(workers[1]), "draining", 1)
+        busy = phone.wait(phone.call(THREE_TURNS, "three-turns"))
+        says = [v["text"] for v in busy["twiml"] if v["verb"] == "Say"]
+        assert says and "busy" in says[0], busy["twiml"]
+        assert busy["heard"], "the busy message is heard, never silence"
+    finally:
+        for worker in workers:
+            r.hset(keys.worker(worker), "draining", 0)

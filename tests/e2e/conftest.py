@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -50,3 +52,16 @@ class Phone:
 @pytest.fixture(scope="module")
 def phone(stack) -> Phone:
     return Phone(stack.urls["emulator"])
+
+
+@pytest.fixture
+def phone_for():
+    return lambda stack: Phone(stack.urls["emulator"])
+
+
+@pytest.fixture(scope="module")
+def models_dir() -> Path:
+    directory = Path(os.environ.get("VOICEBOT_MODELS_DIR", Path.home() / ".cache" / "voicebot" / "models"))
+    if not (directory / "smollm2-135m" / "model.gguf").exists():
+        pytest.fail(f"no local models in {directory}: run `make models-small` (make test does)")
+    return directory

@@ -192,9 +192,10 @@ def _one(spans: list[ReceivedSpan], name: str, **attributes) -> ReceivedSpan:
     return found[0]
 
 
-def _trace(spans: list[ReceivedSpan], trace_id: str) -> list[tuple[str, str, str, str]]:
-    """(service, name, span id, parent id) of one trace, for failure messages."""
-    return [(s.service, s.name, s.span_id, s.parent_span_id) for s in spans if s.trace_id == trace_id]
+def _trace(spans: list[ReceivedSpan], trace_id: str) -> str:
+    """service, name, span id <- parent id of each span of one trace, for failure messages."""
+    return "\n".join(f"{s.service} {s.name} {s.span_id} <- {s.parent_span_id or '-'}"
+                     for s in spans if s.trace_id == trace_id)
 
 
 def _request_spans_above(spans: list[ReceivedSpan], span: ReceivedSpan) -> list[ReceivedSpan]:

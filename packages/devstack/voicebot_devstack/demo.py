@@ -38,12 +38,8 @@ class LiveTranscript:
         self.store, self.keys, self.call_sid = store, keys, call_sid
         self.said_printed = 0
         self.agent_printed = 0
-        self.greeting_printed = False
 
     def update(self, report: dict) -> None:
-        if not self.greeting_printed and report.get("heard"):
-            self.greeting_printed = True
-            _say("agent", "(greeting playing)")
         for said in report.get("said", [])[self.said_printed:]:
             _say("caller", said.get("text", ""))
             self.said_printed += 1
@@ -52,7 +48,8 @@ class LiveTranscript:
         replies = [m for m in messages if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
         latencies = [t.latency_s for t in turn_latencies(report)]
         for index, message in enumerate(replies[self.agent_printed:], start=self.agent_printed):
-            note = f"voice-to-voice {latencies[index]:.2f} s" if index < len(latencies) and latencies[index] else ""
+            turn = index - 1  # reply 0 is the greeting; reply n answers the caller's turn n-1
+            note = f"voice-to-voice {latencies[turn]:.2f} s" if 0 <= turn < len(latencies) and latencies[turn] else ""
             _say("agent", message["content"], note)
             self.agent_printed += 1
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 from fastapi import WebSocket
-from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
@@ -144,7 +143,7 @@ class CallSession(StreamHooks):
         self.worker: PipelineWorker | None = None
         self.context: LLMContext | None = None
         self.done = asyncio.Event()
-        self._trace_context: otel_context.Context | None = None  # the call.session span's
+        self._session_trace: dict[str, str] = {}  # the call.session span's traceparent
 
     # ------------------------------------------------------------------ building
     def _build(self) -> PipelineWorker:
@@ -275,7 +274,7 @@ class CallSession(StreamHooks):
         # The gateway's traceparent comes back in the start message's customParameters.
         with telemetry.span("call.session", kind=SpanKind.SERVER, parent=self.setup.start.custom_parameters,
                             attrs=self._span_attributes()) as session_span:
-            self._trace_context = otel_context.get_current()
+            self._session_trace = dict(telemetry.inject_context())
             await self._run()
             session_span.set_attribute("call.outcome", self.outcome)
             session_span.set_attribute("call.end_reason", self.end_reason)
@@ -298,6 +297,10 @@ class CallSession(StreamHooks):
             if not self.setup.resumed_messages:
                 greeting = self.profile.greeting_for(direction, self.setup.variables)  # type: ignore[arg-type]
                 await self.speak(greeting)
+            prefill = getattr(self._services.llm, "prefill", None)
+            if prefill is not None and self.context is not None:
+                # local LLM: process the prompt while the greeting plays, not on the first turn
+                self._spawn(prefill(self.context))
             runner = WorkerRunner(handle_sigint=False)
             await runner.add_workers(self.worker)
             await runner.run()
@@ -526,7 +529,7 @@ class CallSession(StreamHooks):
 
     async def _hang_up(self) -> None:
         # Explicit parent: this runs in a task spawned under whichever pipecat span was current.
-        with telemetry.span("call.hangup", kind=SpanKind.CLIENT, parent=self._trace_context,
+        with telemetry.span("call.hangup", kind=SpanKind.CLIENT, parent=self._session_trace or None,
                             attrs={"call.sid": self.call_sid, "call.outcome": self.outcome}):
             await self._update_call(status="completed")
 

@@ -1,0 +1,76 @@
+"""A call through the whole stack on the real local models (the small LLM): whisper hears the
+caller's neural voice, the LLM server answers, the local TTS speaks, and whisper hears it back."""
+
+from __future__ import annotations
+
+import json
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from faster_whisper import WhisperModel
+
+from helpers.constants import TEST_PROFILES_PATH
+from voicebot_core import audio
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_devstack.stack import Stack, StackConfig
+
+pytestmark = pytest.mark.models
+LOCAL_SMALL = "+15557000007"
+SCRIPT = {"name": "local-models", "voice": "piper", "steps": [
+    {"wait_for_bot": {"silence_s": 1.0, "timeout_s": 60}},
+    {"say": "Hello, I would like to book a plumber for my kitchen sink."},
+    {"wait_for_bot": {"silence_s": 1.5, "timeout_s": 90}},
+    {"hangup": {}},
+]}
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory, models_dir: Path):
+    gguf = models_dir / "smollm2-135m" / "model.gguf"
+    stack = Stack(StackConfig(run_dir=tmp_path_factory.mktemp("local"), workers=1, profiles_path=TEST_PROFILES_PATH,
+                              llm_model=gguf, redis_prefix=f"e2e-local-{int(time.time() * 1000)}",
+                              extra_env={"VOICEBOT_MODELS_DIR": str(models_dir),
+                                         "VOICEBOT_WORKER_PRELOAD_LOCAL_MODELS": "true"}))
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_local_models_hold_a_turn_with_real_audio_both_ways(local_stack, phone_for, models_dir):
+    phone = phone_for(local_stack)
+    sid = phone.call(LOCAL_SMALL, SCRIPT)
+    report = phone.wait(sid, timeout=150)
+    assert report["status"] == "completed", report
+    r = redis.Redis.from_url(local_stack.redis_url, decode_responses=True)
+    keys = RedisKeys(local_stack.config.redis_prefix)
+    deadline = time.monotonic() + 20
+    while not r.get(keys.call_transcript(sid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    transcript = json.loads(r.get(keys.call_transcript(sid)))
+    caller = " ".join(t["text"].lower() for t in transcript if t["role"] == "user")
+    for word in ("plumber", "kitchen", "sink"):
+        assert word in caller, transcript
+    replies = [t for t in transcript if t["role"] == "assistant"]
+    assert len(replies) >= 2 and replies[1]["text"].strip(), transcript  # greeting, then an answer
+
+    # the agent's answer as the phone heard it, transcribed again by whisper
+    said_end = report["said"][0]["end"]
+    answer = [seg for seg in report["heard"] if seg["start"] >= said_end]
+    assert answer, report["heard"]
+    pcm, rate = audio.read_wav(report["heard_wav"])
+    start, end = int(answer[0]["start"] * rate), int(answer[-1]["end"] * rate)
+    clip = audio.resample(pcm[start:end], rate, 16000).astype(np.float32) / 32768.0
+    model = WhisperModel(str(models_dir / "whisper-tiny.en"), device="cpu", compute_type="int8")
+    segments, _ = model.transcribe(clip, language="en", beam_size=1)
+    heard_text = " ".join(s.text for s in segments).strip()
+    assert heard_text, "the agent's audio transcribes to words"
+
+    recording = r.hget(keys.call(sid), "recording")
+    with wave.open(recording) as wav:
+        assert wav.getnchannels() == 2
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    assert np.abs(samples[:, 0]).max() > 1000 and np.abs(samples[:, 1]).max() > 1000

@@ -14,7 +14,13 @@ export PYTHONPATH := packages/core:packages/emulator:packages/cli:packages/devst
 export HF_HUB_OFFLINE := 1
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps models models-small lint check-deploy check-observability test demo up down \
+print-venv:
+	@echo $(VENV)
+
+print-pythonpath:
+	@echo $(abspath $(subst :, ,$(PYTHONPATH))) | tr ' ' ':'
+
+.PHONY: print-venv print-pythonpath help venv deps models models-small lint check-deploy check-observability test demo up down \
         bench render-k8s lock clean
 
 help:
@@ -74,7 +80,9 @@ down: venv
 	$(PY) -m voicebot_devstack down
 
 bench: venv deps models
-	$(PY) bench/voice_to_voice.py
+	$(PY) bench/call_latency.py --mode fake --concurrency 1,4,8
+	$(PY) bench/call_latency.py --mode local
+	$(PY) bench/voice_to_voice.py --turns 4
 	$(PY) bench/dialer_bench.py
 
 lock: venv

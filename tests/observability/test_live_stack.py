@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -84,14 +85,14 @@ def prom(stack, tmp_path_factory) -> Iterator[PrometheusServer]:
         yield server
 
 
+@dataclass(frozen=True)
 class Traffic:
-    """What the module's traffic produced: the call SIDs and dial job ids to look spans up by."""
+    """What the module's traffic produced: the call SIDs and dial jobs to look spans up by."""
 
-    def __init__(self, inbound_sid: str, end_call_sid: str, outbound_job: dict, busy_job: dict) -> None:
-        self.inbound_sid = inbound_sid
-        self.end_call_sid = end_call_sid
-        self.outbound_job = outbound_job
-        self.busy_job = busy_job
+    inbound_sid: str
+    end_call_sid: str
+    outbound_job: dict
+    busy_job: dict
 
 
 def _dial(api: httpx.Client, to: str, **options) -> str:
@@ -142,20 +143,20 @@ def _malformed_frame(stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def traffic(stack, prom) -> Traffic:
-    emulator = httpx.Client(base_url=stack.urls["emulator"], timeout=30)
-    emulator.post("/emulator/numbers", json={BUSY: {"answer": "busy"}}).raise_for_status()
-    api = httpx.Client(base_url=stack.urls["dialer"], timeout=30,
-                       headers={"Authorization": f"Bearer {stack.api_key}"})
-    _forge_signature(stack)
-    _malformed_frame(stack)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        inbound = pool.submit(_inbound_call, emulator, INBOUND, "three-turns")
-        end_call = pool.submit(_inbound_call, emulator, END_CALL, "end-call")
-        outbound_id = _dial(api, OUTBOUND)
-        busy_id = _dial(api, BUSY, max_attempts=2, retry={"initial_delay_s": 0})
-        outbound = pool.submit(_wait_job, api, outbound_id)
-        busy = pool.submit(_wait_job, api, busy_id)
-        result = Traffic(inbound.result(), end_call.result(), outbound.result(), busy.result())
+    with (httpx.Client(base_url=stack.urls["emulator"], timeout=30) as emulator,
+          httpx.Client(base_url=stack.urls["dialer"], timeout=30,
+                       headers={"Authorization": f"Bearer {stack.api_key}"}) as api):
+        emulator.post("/emulator/numbers", json={BUSY: {"answer": "busy"}}).raise_for_status()
+        _forge_signature(stack)
+        _malformed_frame(stack)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            inbound = pool.submit(_inbound_call, emulator, INBOUND, "three-turns")
+            end_call = pool.submit(_inbound_call, emulator, END_CALL, "end-call")
+            outbound_id = _dial(api, OUTBOUND)
+            busy_id = _dial(api, BUSY, max_attempts=2, retry={"initial_delay_s": 0})
+            outbound = pool.submit(_wait_job, api, outbound_id)
+            busy = pool.submit(_wait_job, api, busy_id)
+            result = Traffic(inbound.result(), end_call.result(), outbound.result(), busy.result())
     assert result.outbound_job["state"] == "completed", result.outbound_job
     assert (result.busy_job["state"], result.busy_job["outcome"]) == ("failed", "busy"), result.busy_job
     return result

@@ -27,3 +27,9 @@ class CommonSettings(BaseSettings):
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Structured JSON logs (one object per line).")
     mask_phone_numbers: bool = Field(True, description="Mask phone numbers in logs.")
+    dialer_broker_url: str = Field("", description="Celery broker of the dialer; empty means redis_url.")
+    dialer_broker_prefix: str = Field("", description="Key prefix for Celery's Redis keys (shared Redis, tests).")
+
+    @property
+    def broker_url(self) -> str:
+        return self.dialer_broker_url or self.redis_url

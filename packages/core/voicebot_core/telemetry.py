@@ -237,7 +237,8 @@ def span(name: str, *, parent: Context | Mapping[str, Any] | None = None, kind: 
     ({"call.sid": sid}), plain ones as keywords; values of None are left out. Exceptions are
     recorded on the span and re-raised.
     """
-    context = extract_context(parent) if isinstance(parent, Mapping) else parent
+    # a Context is itself a Mapping: only plain carriers go through extraction
+    context = parent if isinstance(parent, Context) or parent is None else extract_context(parent)
     clean = {key: value for key, value in {**(attrs or {}), **attributes}.items() if value is not None}
     tracer = trace.get_tracer(TRACER_NAME)
     with tracer.start_as_current_span(name, context=context, kind=kind, attributes=clean) as current:

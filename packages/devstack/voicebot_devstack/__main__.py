@@ -28,11 +28,13 @@ def up(args: argparse.Namespace) -> int:
     if llm is not None and not llm.exists():
         print(f"no local LLM at {llm}: run `make models` first", file=sys.stderr)
         return 2
-    stack = Stack(StackConfig(run_dir=RUN_DIR, workers=args.workers, llm_model=llm, dialer=args.dialer,
+    stack = Stack(StackConfig(run_dir=RUN_DIR, workers=args.workers, llm_model=llm, dialer=not args.no_dialer,
                               fixed_ports=True)).start(detach=True)
     print(json.dumps(stack.urls, indent=2))
     print(f"logs in {RUN_DIR / 'logs'}; place a call with:\n"
-          f"  python -m voicebot_emulator call --emulator {stack.urls['emulator']} --script three-turns")
+          f"  bin/voicebot-emulator call --emulator {stack.urls['emulator']} --to +15550100000 --script demo\n"
+          f"dial out with:\n  VOICEBOT_API_KEY={stack.api_key} bin/voicebot dial +15557000006 --agent sales "
+          f"--var name=Sam   (with `make up` the dialer runs too)")
     return 0
 
 
@@ -83,7 +85,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="start the stack in the background")
     up_parser.add_argument("--workers", type=int, default=1)
-    up_parser.add_argument("--dialer", action="store_true", help="also the dialer API and Celery worker")
+    up_parser.add_argument("--no-dialer", action="store_true", help="without the dialer API and Celery worker")
     up_parser.add_argument("--no-llm", action="store_true", help="no local LLM server (fake profiles only)")
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="which processes are up")

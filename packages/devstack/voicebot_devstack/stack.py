@@ -50,6 +50,8 @@ class Stack:
             "VOICEBOT_TWILIO_API_BASE_URL": self.urls["emulator"],
             "VOICEBOT_STREAM_TICKET_SECRET": self.ticket_secret,
             "VOICEBOT_AGENT_PROFILES_PATH": str(self.config.profiles_path),
+            # Celery's keys get the same namespace, so stacks sharing one Redis never swap tasks
+            "VOICEBOT_DIALER_BROKER_PREFIX": f"{self.config.redis_prefix}:celery:",
             "VOICEBOT_LOG_LEVEL": os.environ.get("VOICEBOT_LOG_LEVEL", "INFO"),
             "HF_HUB_OFFLINE": "1",
             **self.config.extra_env,

@@ -20,8 +20,6 @@ class DialerSettings(CommonSettings):
     )
     dialer_from_numbers: str = Field("+15550000001", description="Comma-separated default caller-ID pool.")
     dialer_default_profile: str = Field("", description="Agent profile when a request names none.")
-    dialer_broker_url: str = Field("", description="Celery broker; empty means redis_url.")
-    dialer_broker_prefix: str = Field("", description="Key prefix for Celery's own Redis keys (tests).")
     dialer_account_cps: float = Field(1.0, description="Calls per second for the whole Twilio account.")
     dialer_number_cps: float = Field(1.0, description="Calls per second per caller-ID number.")
     dialer_rate_window_s: float = Field(1.0, description="Window the CPS limits apply to.")
@@ -47,10 +45,6 @@ class DialerSettings(CommonSettings):
     @property
     def from_numbers(self) -> list[str]:
         return [n.strip() for n in self.dialer_from_numbers.split(",") if n.strip()]
-
-    @property
-    def broker_url(self) -> str:
-        return self.dialer_broker_url or self.redis_url
 
 
 @lru_cache(maxsize=1)

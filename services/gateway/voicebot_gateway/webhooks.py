@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from opentelemetry.trace import SpanKind
 
 from voicebot_core import metrics, telemetry
-from voicebot_core.dial_status import enqueue_call_status
+from voicebot_core.dial_status import enqueue_call_status, producer_app
 from voicebot_core.logs import call_sid_var
 from voicebot_core.profiles import fill
 from voicebot_core.signatures import public_url
@@ -175,8 +175,8 @@ async def _callback(request: Request, kind: str) -> Response:
     if fields:
         await state.calls.upsert(call_sid, **fields)
     if dial_job_id:
-        await asyncio.to_thread(enqueue_call_status, state.settings.redis_url, dial_job_id, attempt,
-                                kind, form)
+        producer = producer_app(state.settings.broker_url, state.settings.dialer_broker_prefix)
+        await asyncio.to_thread(enqueue_call_status, producer, dial_job_id, attempt, kind, form)
     state.spawn(_forward_to_worker(state, call_sid, form))
     metrics.WEBHOOKS.labels(endpoint=kind, status="ok").inc()
     return Response(status_code=204)

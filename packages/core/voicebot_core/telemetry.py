@@ -204,6 +204,12 @@ def extract_context(carrier: Mapping[str, Any] | None) -> Context | None:
     return context
 
 
+def request_parent(headers: Mapping[str, str]) -> Mapping[str, str] | None:
+    """Parent for a handler's span: the framework's own request span when one is recording
+    (it already continued the caller's trace), else the request's traceparent header."""
+    return None if trace.get_current_span().is_recording() else dict(headers)
+
+
 def current_traceparent() -> str | None:
     """The current span as a W3C traceparent string (None outside a recording span)."""
     return inject_context().get(TRACEPARENT)

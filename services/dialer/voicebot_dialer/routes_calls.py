@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from voicebot_core import telemetry
@@ -32,9 +31,8 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
     def create_call(body: CallRequest, api_key: Annotated[str, Depends(require_key)], request: Request,
                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
         """Queue one outbound call. The same `Idempotency-Key` never makes a second job."""
-        # FastAPI's own request span (when its telemetry is on) already continues the client's trace.
-        parent = None if trace.get_current_span().is_recording() else dict(request.headers)
-        with telemetry.span("dialer.create_dial_job", kind=SpanKind.SERVER, parent=parent,
+        with telemetry.span("dialer.create_dial_job", kind=SpanKind.SERVER,
+                            parent=telemetry.request_parent(request.headers),
                             attrs={"agent.profile": body.agent_profile}) as create_span:
             response, job_id = _create_call(body, api_key, idempotency_key)
             create_span.set_attribute("dial_job.id", job_id)

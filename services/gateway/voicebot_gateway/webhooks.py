@@ -70,7 +70,7 @@ async def inbound_voice(request: Request) -> Response:
         raise HTTPException(503, "gateway is draining", headers={"Retry-After": "1"})
     called, caller = form.get("To", ""), form.get("From", "")
     profile = state.profiles.for_number(called)
-    with telemetry.span("gateway.voice_webhook", kind=SpanKind.SERVER, parent=dict(request.headers),
+    with telemetry.span("gateway.voice_webhook", kind=SpanKind.SERVER, parent=telemetry.request_parent(request.headers),
                         attrs={"call.sid": call_sid, "call.direction": "inbound", "agent.profile": profile}):
         await state.calls.upsert(
             call_sid, direction="inbound", **{"from": caller, "to": called},

@@ -16,16 +16,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
     FunctionCallFromLLM,
+    InputAudioRawFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,
+    UserMuteStartedFrame,
+    UserMuteStoppedFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.llm_service import LLMService
@@ -82,6 +86,10 @@ def load_script_utterances(name_or_path: str) -> list[str]:
 
 
 # STT -----------------------------------------------------------------------------------------
+MUTED_SPEECH_RMS = 300  # int16 RMS: the formant voice is far above, line silence far below
+MUTED_PAUSE_S = 0.3
+
+
 class FakeSTT(SegmentedSTTService):
     def __init__(self, utterances: list[str], *, delay_s: float = 0.05, min_segment_s: float = 0.15,
                  **kwargs: Any) -> None:
@@ -90,10 +98,38 @@ class FakeSTT(SegmentedSTTService):
         self._spoken_count = 0  # not `_next`: FrameProcessor uses that name
         self._delay_s = delay_s
         self._min_segment_s = min_segment_s
+        self._muted = False
+        self._burst_s = 0.0  # speech heard while muted, in the current burst
+        self._quiet_s = 0.0
 
     def skip_utterances(self, count: int) -> None:
         """A resumed call: the caller already said the first `count` utterances to another worker."""
         self._spoken_count = min(len(self._utterances), max(0, count))
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        # While the caller is muted (an outbound greeting), VAD yields no segments, so what the
+        # caller says then never reaches run_stt: count those utterances here to stay on script.
+        if isinstance(frame, UserMuteStartedFrame):
+            self._muted, self._burst_s, self._quiet_s = True, 0.0, 0.0
+        elif isinstance(frame, UserMuteStoppedFrame):
+            self._end_muted_burst()
+            self._muted = False
+        elif self._muted and isinstance(frame, InputAudioRawFrame) and frame.audio:
+            seconds = len(frame.audio) / (2 * frame.sample_rate)
+            samples = np.frombuffer(frame.audio, dtype=np.int16).astype(np.float32)
+            if float(np.sqrt(np.mean(samples * samples))) > MUTED_SPEECH_RMS:
+                self._burst_s, self._quiet_s = self._burst_s + seconds, 0.0
+            else:
+                self._quiet_s += seconds
+                if self._quiet_s >= MUTED_PAUSE_S:
+                    self._end_muted_burst()
+        await super().process_frame(frame, direction)
+
+    def _end_muted_burst(self) -> None:
+        if self._burst_s >= self._min_segment_s and self._spoken_count < len(self._utterances):
+            logger.info(f"{self}: caller said {self._utterances[self._spoken_count]!r} while muted")
+            self._spoken_count += 1
+        self._burst_s = 0.0
 
     @property
     def wants_wav_segments(self) -> bool:

@@ -48,7 +48,7 @@ def test_worker_advertises_its_pod_address_and_drains_in_prestop(render):
     # $(POD_IP) is expanded only when POD_IP is defined earlier in the list.
     assert names.index("POD_IP") < names.index("VOICEBOT_WORKER_ADVERTISE_URL")
     assert env["VOICEBOT_WORKER_ADVERTISE_URL"]["value"] == "ws://$(POD_IP):8090"
-    assert env["VOICEBOT_WORKER_CAPACITY"]["value"] == "8"
+    assert env["VOICEBOT_WORKER_CAPACITY"]["value"] == "4"
     assert int(env["VOICEBOT_WORKER_DRAIN_TIMEOUT_S"]["value"]) <= pod["terminationGracePeriodSeconds"]
     assert env["VOICEBOT_DEEPGRAM_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
     hook = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])

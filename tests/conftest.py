@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -12,11 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from voicebot_devstack.processes import free_port
 
 
 def _redis_answers(url: str) -> bool:

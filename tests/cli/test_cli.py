@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dialer_helpers import API_KEY, PYTHON, PYTHONPATH, ROOT, CeleryWorkers, free_port, settings_env, wait_for
+from dialer_helpers import API_KEY, PYTHON, PYTHONPATH, ROOT, CeleryWorkers, settings_env, wait_for
 
+from voicebot_devstack.processes import free_port
 from voicebot_dialer.settings import DialerSettings
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from dialer_helpers import API_KEY, PYTHON, PYTHONPATH, ROOT, CeleryWorkers, free_port, settings_env, wait_for
+from dialer_helpers import API_KEY, PYTHON, PYTHONPATH, ROOT, CeleryWorkers, settings_env, wait_for
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
+from voicebot_devstack.processes import free_port
 from voicebot_dialer.api import build_asgi_app
 from voicebot_dialer.settings import DialerSettings
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from voicebot_devstack.processes import PYTHONPATH, ROOT
 from voicebot_dialer.settings import DialerSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in (
-    "packages/core", "packages/emulator", "packages/cli", "services/gateway", "services/bot-worker",
-    "services/dialer"))
 API_KEY = "test-key-1"
 
 
@@ -39,12 +35,6 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, inter
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def max_in_any_window(times: list[float], window_s: float = 1.0) -> int:

@@ -6,12 +6,12 @@ import asyncio
 import time
 
 import pytest
-from dialer_helpers import free_port
 from fastapi.testclient import TestClient
 
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
+from voicebot_devstack.processes import free_port
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings
 

@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from dialer_helpers import API_KEY, CeleryWorkers, free_port, wait_for
+from dialer_helpers import API_KEY, CeleryWorkers, wait_for
 from fastapi.testclient import TestClient
 
+from voicebot_devstack.processes import free_port
 from voicebot_dialer.api import build_asgi_app
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,17 +14,9 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHONPATH = os.pathsep.join(
-    str(ROOT / p) for p in ("packages/core", "packages/emulator", "packages/cli", "services/gateway",
-                            "services/bot-worker", "services/dialer")
-)
+from voicebot_devstack.processes import PYTHONPATH, ROOT, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["PYTHONPATH", "ROOT", "Service", "free_port", "python_module", "uvicorn_thread", "wait_http"]
 
 
 def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:

@@ -16,7 +16,6 @@ import contextlib
 import json
 import math
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from voicebot_devstack.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = ROOT / "charts" / "voicebot" / "dashboards"
@@ -79,12 +80,6 @@ class PrometheusServer:
 
 class PromQLError(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _config(targets: Iterable[ScrapeTarget], rule_files: Iterable[Path]) -> dict:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -41,10 +42,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             profiles=AgentProfiles.load(settings.agent_profiles_path),
             signatures=SignatureChecker(token),
             twilio=make_client(settings.twilio_account_sid, token, settings.twilio_api_base_url),
+            workers_http=httpx.AsyncClient(timeout=2.0),
         )
         state.streams_idle.set()
         app.state.gateway = state
         yield
+        await state.workers_http.aclose()
         await redis.aclose()
 
     app = FastAPI(

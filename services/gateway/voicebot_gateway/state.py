@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import httpx
 import redis.asyncio as aioredis
 from twilio.rest import Client
 
@@ -26,6 +27,7 @@ class GatewayState:
     profiles: AgentProfiles
     signatures: SignatureChecker
     twilio: Client
+    workers_http: httpx.AsyncClient  # forwards status callbacks; one pool for the process
     draining: bool = False
     open_streams: int = 0
     streams_idle: asyncio.Event = field(default_factory=asyncio.Event)

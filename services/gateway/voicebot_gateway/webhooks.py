@@ -151,8 +151,7 @@ async def _forward_to_worker(state: GatewayState, call_sid: str, form: dict[str,
         return
     http_url = info.replace("ws://", "http://").replace("wss://", "https://")
     try:
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            await client.post(f"{http_url}/calls/{call_sid}/status", json=form)
+        await state.workers_http.post(f"{http_url}/calls/{call_sid}/status", json=form)
     except httpx.HTTPError as exc:
         log.info("status callback not forwarded to worker %s: %s", worker_id, exc)
 

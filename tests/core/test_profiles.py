@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from voicebot_core import answering_machine
+from voicebot_core.dial_jobs import DialJob
 from voicebot_core.profiles import AgentProfiles, fill
 
 YAML = """
@@ -51,3 +53,10 @@ def test_unknown_profile_and_bad_fields_fail_clearly(profiles, tmp_path):
     bad.write_text("profiles: {x: {providers: quantum}}")
     with pytest.raises(ValidationError):
         AgentProfiles.load(bad)
+
+
+def test_shipped_outbound_profile_leaves_a_voicemail_with_the_callee_name():
+    shipped = AgentProfiles.load(Path(__file__).resolve().parents[2] / "config" / "agent-profiles.yaml")
+    job = DialJob(id="dj", agent_profile="sales", machine_detection="voicemail", variables={"name": "Sam"})
+    message = answering_machine.voicemail_message(job, shipped)
+    assert message.startswith("Hi Sam, this is Robin") and "{" not in message

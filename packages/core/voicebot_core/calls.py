@@ -1,4 +1,9 @@
-"""Call records in Redis: the call hash, its events, transcript and checkpointed history."""
+"""Call records in Redis: the call hash, its events, transcript and checkpointed history.
+
+The gateway and the bot-worker write a call's record (`CallStore`, asyncio); the dialer's API
+reads it (`CallRecordReader`, blocking). `CallRecord` names every field of the call hash, so a
+writer cannot store a field that no reader knows.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,55 @@ import json
 import time
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field
 
 from voicebot_core.redis_keys import RedisKeys
 
 CALL_TTL_S = 30 * 24 * 3600
 EVENT_STREAM_MAXLEN = 100_000
 
-OUTCOMES = ("completed", "busy", "no-answer", "failed", "machine", "transferred", "canceled", "rejected")
+
+class CallRecord(BaseModel):
+    """The call hash (`RedisKeys.call`): every value is stored as a string."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    call_sid: str = ""
+    direction: str = ""
+    from_: str = Field("", alias="from")
+    to: str = ""
+    agent_profile: str = ""
+    status: str = ""  # Twilio's latest call status
+    answered_by: str = ""
+    dial_job_id: str = ""
+    attempt: str = ""
+    worker_id: str = ""  # the bot-worker holding the call's slot
+    stream_sid: str = ""
+    attached_at: str = ""
+    outcome: str = ""
+    outcome_reason: str = ""
+    end_reason: str = ""
+    recording: str = ""  # where the bot-worker wrote the stereo recording (caller left, bot right)
+    created_at: str = ""
+    ended_at: str = ""
+
+    @classmethod
+    def from_hash(cls, call_sid: str, raw: dict[str, str]) -> CallRecord:
+        return cls.model_validate({**raw, "call_sid": call_sid})
+
+
+# Field names as stored in the hash ("from", not "from_").
+CALL_FIELDS = frozenset((f.alias or name) for name, f in CallRecord.model_fields.items()) - {"call_sid"}
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str | int | float]:
+    unknown = set(fields) - CALL_FIELDS
+    if unknown:
+        raise ValueError(f"not a call record field: {', '.join(sorted(unknown))}")
+    return {k: ("" if v is None else v if isinstance(v, str | int | float) else json.dumps(v))
+            for k, v in fields.items()}
 
 
 class CallStore:
@@ -23,8 +69,7 @@ class CallStore:
 
     async def upsert(self, call_sid: str, **fields: Any) -> None:
         key = self._keys.call(call_sid)
-        clean = {k: ("" if v is None else v if isinstance(v, str | int | float) else json.dumps(v))
-                 for k, v in fields.items()}
+        clean = _encode(fields)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "created_at", time.time())
             if clean:
@@ -33,8 +78,9 @@ class CallStore:
             pipe.zadd(self._keys.calls_index(), {call_sid: time.time()}, nx=True)
             await pipe.execute()
 
-    async def get(self, call_sid: str) -> dict[str, str]:
-        return await self._redis.hgetall(self._keys.call(call_sid))
+    async def record(self, call_sid: str) -> CallRecord | None:
+        raw = await self._redis.hgetall(self._keys.call(call_sid))
+        return CallRecord.from_hash(call_sid, raw) if raw else None
 
     async def add_event(self, call_sid: str, kind: str, **data: Any) -> dict[str, Any]:
         event = {"call_sid": call_sid, "kind": kind, "at": time.time(), **data}
@@ -62,4 +108,20 @@ class CallStore:
 
     async def load_context(self, call_sid: str) -> list[dict[str, Any]] | None:
         raw = await self._redis.get(self._keys.call_context(call_sid))
+        return json.loads(raw) if raw else None
+
+
+class CallRecordReader:
+    """Blocking reads of call records, for the dialer's API (which runs on sync Redis)."""
+
+    def __init__(self, redis_client: redis.Redis, keys: RedisKeys) -> None:
+        self._redis = redis_client
+        self._keys = keys
+
+    def record(self, call_sid: str) -> CallRecord | None:
+        raw = self._redis.hgetall(self._keys.call(call_sid))
+        return CallRecord.from_hash(call_sid, raw) if raw else None
+
+    def transcript(self, call_sid: str) -> list[dict[str, Any]] | None:
+        raw = self._redis.get(self._keys.call_transcript(call_sid))
         return json.loads(raw) if raw else None

@@ -6,12 +6,21 @@ dial job (an outbound request), campaign, turn.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+_ID = "\x00"  # stands for the id when a key family is handed to a Lua script
 
 
 @dataclass(frozen=True)
 class RedisKeys:
     prefix: str = "voicebot"
+
+    def around_id(self, key_of: Callable[[str], str]) -> tuple[str, str]:
+        """(head, tail) of a per-id key family, for Lua scripts that build keys of ids they
+        read from Redis: the script joins head .. id .. tail instead of spelling the key."""
+        head, tail = key_of(_ID).split(_ID)
+        return head, tail
 
     # worker registry
     def workers(self) -> str:
@@ -60,9 +69,6 @@ class RedisKeys:
 
     def dial_job_events(self, job_id: str) -> str:
         return f"{self.prefix}:dial-job:{job_id}:events"
-
-    def dial_job_by_call(self, call_sid: str) -> str:
-        return f"{self.prefix}:dial-job-by-call:{call_sid}"
 
     def dial_schedule(self) -> str:
         """Sorted set: dial job id -> when it is due (unix seconds)."""

@@ -15,25 +15,26 @@ import redis.asyncio as aioredis
 
 from voicebot_core.redis_keys import RedisKeys
 
-# KEYS[1] = workers zset. ARGV: prefix, call_sid, now, preferred worker id (or ""), then worker
-# ids to skip (ones that just refused or failed this call).
+# KEYS[1] = workers zset. ARGV: call_sid, now, preferred worker id (or ""), worker hash key head and
+# tail, worker calls key head and tail (RedisKeys.around_id), then worker ids to skip (ones that
+# just refused or failed this call).
 # Picks the live, non-draining worker with most free slots (preferred one first when it has
 # room), adds the call to its set and returns {worker_id, address}; {} when none is free.
 _RESERVE_LUA = """
-local prefix = ARGV[1]
-local call_sid = ARGV[2]
-local preferred = ARGV[4]
+local call_sid = ARGV[1]
+local preferred = ARGV[3]
+local worker_head, worker_tail, calls_head, calls_tail = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local skip = {}
-for i = 5, #ARGV do skip[ARGV[i]] = true end
+for i = 8, #ARGV do skip[ARGV[i]] = true end
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 local best_id, best_addr, best_free = nil, nil, 0
 for _, id in ipairs(ids) do
-  local wkey = prefix .. ':worker:' .. id
+  local wkey = worker_head .. id .. worker_tail
   local info = redis.call('HMGET', wkey, 'address', 'capacity', 'draining')
   if not info[1] then
     redis.call('ZREM', KEYS[1], id)
   elseif info[3] ~= '1' and not skip[id] then
-    local ckey = wkey .. ':calls'
+    local ckey = calls_head .. id .. calls_tail
     if redis.call('SISMEMBER', ckey, call_sid) == 1 then
       return {id, info[1]}
     end
@@ -46,7 +47,7 @@ for _, id in ipairs(ids) do
   end
 end
 if not best_id then return {} end
-redis.call('SADD', prefix .. ':worker:' .. best_id .. ':calls', call_sid)
+redis.call('SADD', calls_head .. best_id .. calls_tail, call_sid)
 return {best_id, best_addr}
 """
 
@@ -120,12 +121,17 @@ class WorkerRegistry:
     ) -> Reservation | None:
         result = await self._reserve(
             keys=[self._keys.workers()],
-            args=[self._keys.prefix, call_sid, time.time(), preferred_worker_id, *sorted(skip)],
+            args=[call_sid, time.time(), preferred_worker_id, *self._keys.around_id(self._keys.worker),
+                  *self._keys.around_id(self._keys.worker_calls), *sorted(skip)],
         )
         if not result:
             return None
         worker_id, address = (v.decode() if isinstance(v, bytes) else v for v in result)
         return Reservation(worker_id=worker_id, address=address)
+
+    async def address(self, worker_id: str) -> str | None:
+        """The worker's stream address, None once it left the registry."""
+        return await self._redis.hget(self._keys.worker(worker_id), "address")
 
     async def release(self, worker_id: str, call_sid: str) -> None:
         await self._redis.srem(self._keys.worker_calls(worker_id), call_sid)

@@ -12,13 +12,14 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voicebot_core.calls import CallStore
+from voicebot_core.dial_jobs import DialJobReader
 from voicebot_core.profiles import AgentProfiles
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
 from voicebot_core.signatures import SignatureChecker
 from voicebot_core.twilio_rest import make_client
-from voicebot_gateway import stream_relay, webhooks
+from voicebot_gateway import stream_relay, twilio_webhooks
 from voicebot_gateway.settings import GatewaySettings
 from voicebot_gateway.state import GatewayState
 
@@ -39,6 +40,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             keys=keys,
             registry=WorkerRegistry(redis, keys),
             calls=CallStore(redis, keys),
+            dial_jobs=DialJobReader(redis, keys),
             profiles=AgentProfiles.load(settings.agent_profiles_path),
             signatures=SignatureChecker(token),
             twilio=make_client(settings.twilio_account_sid, token, settings.twilio_api_base_url),
@@ -56,7 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.include_router(webhooks.router)
+    app.include_router(twilio_webhooks.router)
     app.include_router(stream_relay.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")

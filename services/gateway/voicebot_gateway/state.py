@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from twilio.rest import Client
 
 from voicebot_core.calls import CallStore
+from voicebot_core.dial_jobs import DialJobReader
 from voicebot_core.profiles import AgentProfiles
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
@@ -24,6 +25,7 @@ class GatewayState:
     keys: RedisKeys
     registry: WorkerRegistry
     calls: CallStore
+    dial_jobs: DialJobReader  # read-only: the dialer owns dial jobs
     profiles: AgentProfiles
     signatures: SignatureChecker
     twilio: Client

@@ -18,20 +18,18 @@ from opentelemetry.trace import SpanKind
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from voicebot_core import metrics, telemetry
+from voicebot_core import metrics, telemetry, twiml
 from voicebot_core.logs import call_sid_var
 from voicebot_core.signatures import SIGNATURE_HEADER, SignatureError, public_url
 from voicebot_core.tickets import TICKET_HEADER, issue_ticket
 from voicebot_core.twilio_protocol import FrameError, StreamStart, parse_frame, parse_start
-from voicebot_gateway import twiml
+from voicebot_core.vocabulary import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
 from voicebot_gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["twilio"])
 
 START_TIMEOUT_S = 10.0
-CLOSE_POLICY = 1008  # bad signature / protocol violation
-CLOSE_ERROR = 1011
 # per-frame counters: resolve the labelled children once, not 50 times a second per call
 RELAYED_INBOUND = metrics.FRAMES_RELAYED.labels(direction="inbound")
 RELAYED_OUTBOUND = metrics.FRAMES_RELAYED.labels(direction="outbound")
@@ -120,7 +118,7 @@ async def _pump_twilio_to_worker(ws: WebSocket, worker: ClientConnection) -> Non
             await worker.send(text)
         except ConnectionClosed as exc:
             metrics.FRAMES_DROPPED.labels(reason="no_peer").inc()
-            if exc.rcvd is not None and exc.rcvd.code == 1000:
+            if exc.rcvd is not None and exc.rcvd.code == CLOSE_NORMAL:
                 raise StreamClosed("worker ended the call") from None
             raise WorkerLost(str(exc)) from None
         RELAYED_INBOUND.inc()
@@ -158,7 +156,7 @@ async def _relay(ws: WebSocket, worker: ClientConnection) -> bool:
     # the worker side ended first
     exc = down.exception() if down in done else None
     code = worker.close_code
-    if exc is None and code == 1000:
+    if exc is None and code == CLOSE_NORMAL:
         return False
     log.warning("worker stream ended abnormally (code %s, %s)", code, exc)
     return True
@@ -188,8 +186,8 @@ async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
             raise FrameError(f"start.callSid {start.call_sid} does not match the stream URL")
         with telemetry.span("gateway.stream", kind=SpanKind.SERVER, parent=start.custom_parameters,
                             attrs={"call.sid": call_sid, "call.direction": start.custom_parameters.get("direction")}):
-            call = await state.calls.get(call_sid)
-            preferred = call.get("worker_id", "")
+            call = await state.calls.record(call_sid)
+            preferred = call.worker_id if call else ""
             skip: set[str] = set()
             attached_once = False
             while True:
@@ -199,7 +197,7 @@ async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
                         await _say_busy(state, call_sid)
                     else:
                         await state.calls.add_event(call_sid, "failover-failed")
-                    await ws.close(code=1000)
+                    await ws.close(code=CLOSE_NORMAL)
                     return
                 worker_id, worker = opened
                 await state.calls.upsert(call_sid, worker_id=worker_id, stream_sid=start.stream_sid,
@@ -221,7 +219,7 @@ async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
                     break
                 skip.add(worker_id)
                 preferred = ""
-            await ws.close(code=1000)
+            await ws.close(code=CLOSE_NORMAL)
     except FrameError as exc:
         metrics.STREAM_ERRORS.labels(reason="bad_frame").inc()
         metrics.FRAMES_DROPPED.labels(reason="malformed").inc()
@@ -235,7 +233,7 @@ async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
         metrics.STREAM_ERRORS.labels(reason="internal").inc()
         log.exception("stream relay failed")
         with contextlib.suppress(Exception):
-            await ws.close(code=CLOSE_ERROR)
+            await ws.close(code=CLOSE_INTERNAL_ERROR)
     finally:
         if worker_id:
             await state.registry.release(worker_id, call_sid)

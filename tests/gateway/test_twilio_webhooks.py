@@ -3,7 +3,10 @@ import xml.etree.ElementTree as ET
 import httpx
 import redis
 
+from helpers.stub_worker import TICKET_SECRET
+from voicebot_core.dial_jobs import encode_fields
 from voicebot_core.redis_keys import RedisKeys
+from voicebot_core.tickets import outbound_url_token
 
 FORM = {"CallSid": "CA" + "1" * 32, "AccountSid": "AC" + "0" * 32, "From": "+15550001111",
         "To": "+15550003333", "CallStatus": "ringing", "Direction": "inbound"}
@@ -84,3 +87,59 @@ def test_metrics_and_readiness(gateway, signer):
     body = httpx.get(f"{gateway}/metrics").text
     assert 'voicebot_rejected_signatures_total{endpoint="voice"}' in body
     assert httpx.get(f"{gateway}/readyz").status_code == 200
+
+
+# outbound: the dialer's TwiML URL for an answered call -------------------------------------------
+def _store_dial_job(redis_url: str, redis_prefix: str, **fields) -> str:
+    """A dial job as the dialer writes it (the shared codec in voicebot_core.dial_jobs)."""
+    job = {"id": "dj_" + "a" * 32, "state": "ringing", "to": "+15557000006", "from": "+15550002222",
+           "agent_profile": "sales", "variables": {"name": "Sam"}, "overrides": {}, "attempt": 1,
+           "machine_detection": "none", **fields}
+    redis.Redis.from_url(redis_url).hset(RedisKeys(redis_prefix).dial_job(job["id"]), mapping=encode_fields(job))
+    return job["id"]
+
+
+def _post_outbound(gateway, signer, job_id: str, form: dict[str, str]):
+    token = outbound_url_token(TICKET_SECRET, job_id, 1)
+    return _post(gateway, signer, path=f"/twilio/outbound/{job_id}?attempt=1&token={token}", form=form)
+
+
+OUTBOUND_FORM = {**FORM, "From": "+15550002222", "To": "+15557000006", "Direction": "outbound-api",
+                 "CallStatus": "in-progress"}
+
+
+def test_answered_outbound_call_streams_with_the_dial_job_parameters(gateway, signer, redis_url, redis_prefix):
+    job_id = _store_dial_job(redis_url, redis_prefix)
+    response = _post_outbound(gateway, signer, job_id, OUTBOUND_FORM)
+    assert response.status_code == 200, response.text
+    stream = ET.fromstring(response.text).find("./Connect/Stream")
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params == {"direction": "outbound", "from": "+15550002222", "to": "+15557000006",
+                      "agent_profile": "sales", "dial_job_id": job_id}
+    call = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(
+        RedisKeys(redis_prefix).call(FORM["CallSid"]))
+    assert call["dial_job_id"] == job_id and call["direction"] == "outbound"
+
+
+def test_machine_answer_leaves_the_voicemail_with_the_job_variables(gateway, signer, redis_url, redis_prefix):
+    job_id = _store_dial_job(redis_url, redis_prefix, machine_detection="voicemail")
+    response = _post_outbound(gateway, signer, job_id, {**OUTBOUND_FORM, "AnsweredBy": "machine_end_beep"})
+    root = ET.fromstring(response.text)
+    assert root.findtext("Say") == "Hi Sam, please call us back."
+    assert root.find("Hangup") is not None and root.find("Connect") is None
+    call = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(
+        RedisKeys(redis_prefix).call(FORM["CallSid"]))
+    assert call["outcome"] == "machine"
+
+
+def test_machine_answer_with_hangup_policy_hangs_up_without_a_message(gateway, signer, redis_url, redis_prefix):
+    job_id = _store_dial_job(redis_url, redis_prefix, machine_detection="hangup")
+    root = ET.fromstring(_post_outbound(gateway, signer, job_id, {**OUTBOUND_FORM, "AnsweredBy": "fax"}).text)
+    assert root.find("Say") is None and root.find("Hangup") is not None
+
+
+def test_answer_for_a_finished_or_unknown_dial_job_hangs_up(gateway, signer, redis_url, redis_prefix):
+    job_id = _store_dial_job(redis_url, redis_prefix, state="canceled")
+    for target in (job_id, "dj_" + "b" * 32):
+        root = ET.fromstring(_post_outbound(gateway, signer, target, OUTBOUND_FORM).text)
+        assert root.find("Hangup") is not None and root.find("Connect") is None

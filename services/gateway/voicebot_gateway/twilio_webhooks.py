@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
@@ -11,24 +10,18 @@ import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
 from opentelemetry.trace import SpanKind
 
-from voicebot_core import metrics, telemetry
+from voicebot_core import answering_machine, metrics, telemetry, twiml
+from voicebot_core.dial_jobs import DialJob
 from voicebot_core.dial_status import enqueue_call_status, producer_app
 from voicebot_core.logs import call_sid_var
-from voicebot_core.profiles import fill
 from voicebot_core.signatures import public_url
 from voicebot_core.tickets import TicketError, verify_outbound_url_token
-from voicebot_gateway import twiml
-from voicebot_gateway.requests import signed_form
+from voicebot_core.vocabulary import is_machine
+from voicebot_gateway.signed_requests import signed_form
 from voicebot_gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio", tags=["twilio"])
-
-TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-MACHINE_ANSWERS = frozenset(
-    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
-)
-
 
 def _state(request: Request) -> GatewayState:
     return request.app.state.gateway
@@ -97,44 +90,33 @@ async def outbound_voice(request: Request, dial_job_id: str, attempt: int = 0, t
     except TicketError as exc:
         metrics.REJECTED_SIGNATURES.labels(endpoint="outbound").inc()
         raise HTTPException(403, str(exc)) from None
-    job = await state.redis.hgetall(state.keys.dial_job(dial_job_id))
-    if not job or job.get("state") in ("canceled", "completed", "failed"):
+    job = await state.dial_jobs.get(dial_job_id)
+    if job is None or job.is_terminal:
         log.warning("outbound call for unknown or finished dial job %s: hanging up", dial_job_id)
         return _xml(twiml.hang_up())
-    profile_name = job.get("agent_profile") or state.profiles.for_number(job.get("to", ""))
-    await state.redis.set(state.keys.dial_job_by_call(call_sid), dial_job_id, ex=7 * 24 * 3600)
-    await state.calls.upsert(
-        call_sid, direction="outbound", **{"from": job.get("from", ""), "to": job.get("to", "")},
-        agent_profile=profile_name, dial_job_id=dial_job_id, attempt=attempt,
-        answered_by=form.get("AnsweredBy", ""),
-    )
+    profile_name = job.agent_profile or state.profiles.for_number(job.to)
     answered_by = form.get("AnsweredBy", "")
+    await state.calls.upsert(
+        call_sid, direction="outbound", **{"from": job.from_, "to": job.to},
+        agent_profile=profile_name, dial_job_id=dial_job_id, attempt=attempt, answered_by=answered_by,
+    )
     with telemetry.span("gateway.outbound_webhook", kind=SpanKind.SERVER,
-                        parent={"traceparent": job.get("call_traceparent", "")},
+                        parent={"traceparent": job.call_traceparent},
                         attrs={"call.sid": call_sid, "call.direction": "outbound", "dial_job.id": dial_job_id,
                                "dial_job.attempt": attempt, "agent.profile": profile_name}):
-        if answered_by in MACHINE_ANSWERS:
-            return _xml(await _machine_twiml(state, call_sid, job, profile_name, answered_by))
+        if is_machine(answered_by):
+            return _xml(await _machine_twiml(state, call_sid, job, answered_by))
         await state.calls.add_event(call_sid, "answered", dial_job_id=dial_job_id, answered_by=answered_by)
         metrics.WEBHOOKS.labels(endpoint="outbound", status="ok").inc()
-        parameters = {"direction": "outbound", "from": job.get("from", ""), "to": job.get("to", ""),
+        parameters = {"direction": "outbound", "from": job.from_, "to": job.to,
                       "agent_profile": profile_name, "dial_job_id": dial_job_id, **telemetry.inject_context()}
     return _xml(twiml.connect_stream(_stream_url(request, state, call_sid), parameters))
 
 
-async def _machine_twiml(state: GatewayState, call_sid: str, job: dict[str, str], profile_name: str,
-                         answered_by: str) -> str:
-    policy = job.get("machine_detection", "none")
-    message = ""
-    if policy == "voicemail":
-        try:
-            profile = state.profiles.get(profile_name, json.loads(job.get("overrides") or "{}"))
-            message = profile.voicemail_message
-            variables = json.loads(job.get("variables") or "{}")
-            message = fill(message, variables)
-        except (KeyError, ValueError) as exc:
-            log.warning("no voicemail message for profile %s: %s", profile_name, exc)
-    await state.calls.add_event(call_sid, "machine", answered_by=answered_by, policy=policy,
+async def _machine_twiml(state: GatewayState, call_sid: str, job: DialJob, answered_by: str) -> str:
+    """Synchronous AMD: the dial job's machine policy (voicemail or hang up), as TwiML."""
+    message = answering_machine.voicemail_message(job, state.profiles)
+    await state.calls.add_event(call_sid, "machine", answered_by=answered_by, policy=job.machine_detection,
                                 voicemail_left=bool(message))
     await state.calls.upsert(call_sid, outcome="machine")
     metrics.CALL_OUTCOMES.labels(direction="outbound", outcome="machine").inc()
@@ -142,14 +124,14 @@ async def _machine_twiml(state: GatewayState, call_sid: str, job: dict[str, str]
 
 
 async def _forward_to_worker(state: GatewayState, call_sid: str, form: dict[str, str]) -> None:
-    call = await state.calls.get(call_sid)
-    worker_id = call.get("worker_id")
-    if not worker_id:
+    call = await state.calls.record(call_sid)
+    if call is None or not call.worker_id:
         return
-    info = await state.redis.hget(state.keys.worker(worker_id), "address")
-    if not info:
+    address = await state.registry.address(call.worker_id)
+    if not address:
         return
-    http_url = info.replace("ws://", "http://").replace("wss://", "https://")
+    worker_id = call.worker_id
+    http_url = address.replace("ws://", "http://").replace("wss://", "https://")
     try:
         await state.workers_http.post(f"{http_url}/calls/{call_sid}/status", json=form)
     except httpx.HTTPError as exc:

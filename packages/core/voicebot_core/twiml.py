@@ -1,0 +1,40 @@
+"""The one TwiML builder: every document the platform hands Twilio, every value escaped.
+
+Text goes through XML escaping and attributes through quoteattr, so caller-controlled values
+(variables, numbers, messages) can never add verbs.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape, quoteattr
+
+_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
+def _document(body: str) -> str:
+    return f"{_DECLARATION}<Response>{body}</Response>"
+
+
+def connect_stream(stream_url: str, parameters: dict[str, str]) -> str:
+    """`<Connect><Stream>` with per-call data as `<Parameter>`s (the stream URL takes no query)."""
+    params = "".join(
+        f"<Parameter name={quoteattr(name)} value={quoteattr(value)}/>"
+        for name, value in parameters.items()
+        if value is not None
+    )
+    return _document(f"<Connect><Stream url={quoteattr(stream_url)}>{params}</Stream></Connect>")
+
+
+def say_and_hang_up(message: str) -> str:
+    """Say `message` (nothing when empty), then hang up: busy messages and voicemails."""
+    say = f"<Say>{escape(message)}</Say>" if message else ""
+    return _document(f"{say}<Hangup/>")
+
+
+def hang_up() -> str:
+    return say_and_hang_up("")
+
+
+def dial(number: str) -> str:
+    """Transfer the call: `<Dial>` to a number."""
+    return _document(f"<Dial>{escape(number)}</Dial>")

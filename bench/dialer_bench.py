@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,16 +26,10 @@ from pathlib import Path
 import httpx
 import redis
 
+from voicebot_devstack.processes import PYTHONPATH, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("packages/core", "packages/emulator", "packages/cli",
-                                                     "services/dialer"))
 API_KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Accept(BaseHTTPRequestHandler):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline checks of the deployment files: hadolint on every Dockerfile, helm lint --strict and
+# Offline checks of the deployment files: hadolint on docker/Dockerfile, helm lint --strict and
 # helm template of every values case, kubernetes-validate --strict on the output and on k8s/
 # (a WARN fails), the chart's render guards (drain wait vs grace period, ...), k8s/ in sync
 # with the chart, and checkov with every failure either fixed or skipped with a written reason.
@@ -65,11 +65,7 @@ values_args() {
 }
 
 step_hadolint() {
-  local ok=0 f
-  for f in docker/*/Dockerfile; do
-    hadolint --failure-threshold style "${f}" || { echo "hadolint: ${f}"; ok=1; }
-  done
-  return ${ok}
+  hadolint --failure-threshold style docker/Dockerfile
 }
 
 step_lint() {
@@ -189,7 +185,7 @@ PY
 
 # CHECK_DEPLOY_ONLY="step_a step_b" runs a subset (used by tests/deploy); default: every step.
 selected() { [[ -z "${CHECK_DEPLOY_ONLY:-}" || " ${CHECK_DEPLOY_ONLY} " == *" $1 "* ]]; }
-selected step_hadolint && run_step "hadolint (docker/*/Dockerfile)" step_hadolint
+selected step_hadolint && run_step "hadolint (docker/Dockerfile)" step_hadolint
 selected step_lint && run_step "helm lint --strict (default + ci values)" step_lint
 selected step_template_validate \
   && run_step "helm template + kubernetes-validate --strict (k8s ${KUBE_VERSIONS[*]})" step_template_validate
@@ -198,7 +194,7 @@ selected step_guards && run_step "render guards (drain vs grace period, HPA+KEDA
 selected step_k8s_in_sync && run_step "k8s/ in sync with the chart" step_k8s_in_sync
 selected step_k8s_validate && run_step "kustomize k8s/ + kubernetes-validate --strict" step_k8s_validate
 # checkov reads the rendered cases and k8s/ output of the two steps before it.
-selected step_checkov && run_step "checkov (rendered manifests, k8s/, Dockerfiles)" step_checkov
+selected step_checkov && run_step "checkov (rendered manifests, k8s/, docker/Dockerfile)" step_checkov
 
 echo
 echo "check-deploy summary ($((SECONDS - START_ALL))s):"

@@ -21,24 +21,17 @@ from pipecat.pipeline.worker import PipelineParams
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import run_test
 
-from voicebot_core.formant_voice import synthesize
-from voicebot_emulator import script as emulator_script
-from voicebot_worker.providers.fake import (
-    FakeLLM,
-    FakeSTT,
-    FakeTTS,
-    choose_reply,
-    load_script_utterances,
-    script_utterances,
-)
+from voicebot_simulation import caller_script
+from voicebot_simulation.formant_voice import synthesize
+from voicebot_worker.providers.fake import FakeLLM, FakeSTT, FakeTTS, choose_reply, load_script_utterances
 
 
-@pytest.mark.parametrize("name", emulator_script.builtin_names())
+@pytest.mark.parametrize("name", caller_script.builtin_names())
 def test_script_utterances_match_the_emulator(name):
     import yaml
 
-    data = yaml.safe_load((emulator_script.BUILTIN_DIR / f"{name}.yaml").read_text())
-    assert script_utterances(data) == emulator_script.utterances(name)
+    data = yaml.safe_load((caller_script.BUILTIN_DIR / f"{name}.yaml").read_text())
+    assert load_script_utterances(data) == caller_script.utterances(name)
 
 
 def test_barge_in_script_lists_barge_in_text_in_step_order():

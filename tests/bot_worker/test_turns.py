@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy, TurnAnalyzerUserTurnStopStrategy
 
-from voicebot_core.formant_voice import synthesize
 from voicebot_core.profiles import AgentProfile
+from voicebot_simulation.formant_voice import synthesize
 from voicebot_worker.turns import SharedSmartTurnAnalyzer, build_turn_strategies, shared_smart_turn_session
 
 

@@ -1,11 +1,14 @@
-"""The Dockerfiles copy everything their command imports, and .dockerignore lets those paths in.
+"""docker/Dockerfile: one target per image, each holding what its command imports, as pyproject.toml says.
 
-No Docker engine here: this rebuilds each runtime stage's /app from the Dockerfile's COPY lines
-in a temporary directory and imports the image's entry module with the image's PYTHONPATH.
+No Docker engine here: this parses the Dockerfile's stages, lays out each image's /app with
+scripts/pythonpath.py (what the `sources` stage runs), adds the target's other COPY lines, and
+imports the image's entry module with only the folders of the image's voicebot.pth on sys.path.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import re
@@ -13,27 +16,64 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from .conftest import REPO
 
-DOCKERFILES = sorted((REPO / "docker").glob("*/Dockerfile"))
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+SITE_PACKAGES = "/opt/venv/lib/site-packages"  # stand-in: only the .pth file's content matters here
+
+_spec = importlib.util.spec_from_file_location("pythonpath_script", REPO / "scripts" / "pythonpath.py")
+pythonpath = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pythonpath)
+SOURCES, IMAGES = pythonpath.load()
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the last stage, continuation lines joined, comments dropped."""
+@dataclass
+class Stage:
+    name: str
+    base: str
+    ops: list[tuple[str, str]]  # (INSTRUCTION, arguments) after FROM
+
+
+def parse_stages(dockerfile: Path) -> dict[str, Stage]:
+    """Stages by name, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n", " ", "\n".join(
         line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")))
-    parsed = [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
-              for line in text.splitlines() if line.strip()]
-    last_from = max(i for i, (op, _) in enumerate(parsed) if op == "FROM")
-    return parsed[last_from:]
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    for line in filter(str.strip, text.splitlines()):
+        op, _, args = line.strip().partition(" ")
+        if op.upper() == "FROM":
+            base, _, name = re.fullmatch(r"(\S+)(\s+as\s+(\S+))?", args.strip(), flags=re.I).groups()
+            current = stages[name or str(len(stages))] = Stage(name or str(len(stages)), base, [])
+        elif current is not None:
+            current.ops.append((op.upper(), args.strip()))
+    return stages
+
+
+STAGES = parse_stages(DOCKERFILE)
+# A target is a stage no other stage builds on or copies from.
+_USED = {s.base for s in STAGES.values()} | {
+    m for s in STAGES.values() for op, args in s.ops if op == "COPY" for m in re.findall(r"--from=(\S+)", args)}
+TARGETS = sorted(name for name in STAGES if name not in _USED)
+
+
+def chain(target: str) -> list[tuple[str, str]]:
+    """The target's instructions after those of the stages it builds on (what its image inherits)."""
+    ops: list[tuple[str, str]] = []
+    name = target
+    while name in STAGES:
+        ops = STAGES[name].ops + ops
+        name = STAGES[name].base
+    return ops
 
 
 def entry_module(ops: list[tuple[str, str]]) -> str:
-    command = []
+    command: list[str] = []
     for op, args in ops:
         if op in ("ENTRYPOINT", "CMD") and args.startswith("["):
             command += json.loads(args)  # exec form only
@@ -55,36 +95,151 @@ def image_env(ops: list[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_image_sources_are_complete(dockerfile, tmp_path):
-    ops = instructions(dockerfile)
+def test_targets_are_the_images_pyproject_lists():
+    assert sorted(IMAGES) == TARGETS, "docker/Dockerfile targets vs [tool.voicebot.images] in pyproject.toml"
+    for target in TARGETS:
+        copies = [args for op, args in STAGES[target].ops if op == "COPY" and "--from=sources" in args]
+        assert copies == [f"--from=sources /out/{target}/ /"], f"{target}: copy its own tree from `sources`"
+    # No per-service Dockerfile left behind next to the shared one.
+    assert sorted(p.relative_to(REPO).as_posix() for p in REPO.glob("docker/**/Dockerfile*")) == ["docker/Dockerfile"]
+
+
+def test_sources_stage_lays_out_the_images_from_pyproject():
+    ops = STAGES["sources"].ops
+    assert ("RUN", "/opt/venv/bin/python /src/scripts/pythonpath.py image-trees /out") in ops
+    copied = [args.split()[0] for op, args in ops if op == "COPY"]
+    assert {"pyproject.toml", "scripts/pythonpath.py"} <= set(copied)
+    for image, folders in IMAGES.items():
+        for folder in folders:
+            assert any(folder == c or folder.startswith(c + "/") for c in copied), f"{image}: {folder} not copied"
+    # The venv's Python runs the script: its site-packages is where voicebot.pth must go.
+    assert STAGES["sources"].base == "deps"
+
+
+def test_images_run_as_the_non_root_user_on_the_pinned_base():
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", DOCKERFILE.read_text(), flags=re.M))
+    assert f"{args['PYTHON_IMAGE']}:{args['PYTHON_TAG']}" == "python:3.11-slim-bookworm"
+    assert not DOCKERFILE.read_text().startswith("# syntax="), "offline builds cannot pull a frontend image"
+    for target in TARGETS:
+        ops = chain(target)
+        assert [a for op, a in ops if op == "USER"][-1] == "10001:10001", target
+        assert image_env(ops)["HOME"] == "/tmp", target  # read-only root filesystem
+
+
+@pytest.fixture(scope="session")
+def trees(tmp_path_factory) -> Path:
+    """What the `sources` stage produces: /out/<image>/... for every image."""
+    out = tmp_path_factory.mktemp("out")
+    pythonpath.image_trees(IMAGES, out, SITE_PACKAGES)
+    return out
+
+
+def image_root(target: str, trees: Path, tmp_path: Path) -> Path:
+    """The target's filesystem below /app and the site-packages, rebuilt from its COPY lines."""
     root = tmp_path / "image"
-    for op, args in ops:
-        if op == "COPY" and not args.startswith("--from"):
+    for op, args in chain(target):
+        if op != "COPY":
+            continue
+        if args.startswith("--from=sources"):
+            shutil.copytree(trees / target, root, dirs_exist_ok=True)
+        elif not args.startswith("--from"):
             src, dest = args.split()
-            target = root / dest.lstrip("/")
+            target_path = root / dest.lstrip("/")
             if (REPO / src).is_dir():
-                shutil.copytree(REPO / src, target, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(REPO / src, target_path, ignore=shutil.ignore_patterns("__pycache__"))
             else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(REPO / src, target)
-    pythonpath = image_env(ops)["PYTHONPATH"]
-    mapped = os.pathsep.join(str(root / p.lstrip("/")) for p in pythonpath.split(":"))
+                target_path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO / src, target_path)
+    return root
+
+
+def image_path(root: Path) -> list[Path]:
+    """The folders the image's voicebot.pth puts on sys.path, inside the rebuilt root."""
+    pth = root / SITE_PACKAGES.lstrip("/") / pythonpath.PTH_NAME
+    return [root / line.lstrip("/") for line in pth.read_text().split()]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_image_sources_are_complete(target, trees, tmp_path):
+    ops = chain(target)
+    root = image_root(target, trees, tmp_path)
+    folders = image_path(root)
+    assert folders == [root / "app" / f for f in IMAGES[target]]
     module = entry_module(ops)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
-    env["PYTHONPATH"] = mapped
+    env["PYTHONPATH"] = os.pathsep.join(map(str, folders))
     result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=root, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, f"{dockerfile.parent.name}: import {module} failed:\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, f"{target}: import {module} failed:\n{result.stderr[-2000:]}"
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_healthcheck_and_expose_use_the_same_port(dockerfile):
-    ops = instructions(dockerfile)
+def _module_file(folders: list[Path], module: str) -> Path | None:
+    for folder in folders:
+        base = folder.joinpath(*module.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _voicebot_imports(path: Path, module: str) -> tuple[set[str], set[str]]:
+    """(modules it must import, names that may be modules) among voicebot_*, lazy imports included;
+    those under `if TYPE_CHECKING:` or in a `try` that catches ImportError are left out."""
+    tree = ast.parse(path.read_text())
+    optional: set[int] = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Try) and any(h.type is None or "ImportError" in ast.unparse(h.type)
+                                              for h in node.handlers)) \
+                or (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)):
+            optional |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    required: set[str] = set()
+    maybe: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            required |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            required.add(base)
+            maybe |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import submodule`
+    return ({m for m in required if m.startswith("voicebot_")}, {m for m in maybe if m.startswith("voicebot_")})
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_voicebot_import_resolves_in_the_image(target, trees, tmp_path):
+    """Static and transitive from the entry module: also lazy imports that the import above misses
+    (e.g. the bot-worker's fake providers, which import voicebot_simulation on first use)."""
+    root = image_root(target, trees, tmp_path)
+    folders = image_path(root)
+    start = entry_module(chain(target))
+    todo, seen, missing = [start], set(), []
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _module_file(folders, module)
+        if path is None:
+            missing.append(module)
+            continue
+        required, maybe = _voicebot_imports(path, module)
+        todo += list(required) + [m for m in maybe if _module_file(folders, m)]
+        # A submodule's parent packages run first.
+        todo += [module.rsplit(".", n)[0] for n in range(1, module.count(".") + 1)]
+    assert not missing, f"{target} (from {start}) imports what the image lacks: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_healthcheck_and_expose_use_the_same_port(target):
+    ops = chain(target)
     (exposed,) = [args for op, args in ops if op == "EXPOSE"]
     (health,) = [args for op, args in ops if op == "HEALTHCHECK"]
     assert f"127.0.0.1:{exposed}/" in health
-    assert ("USER", "10001:10001") in ops
 
 
 def test_dockerignore_lets_every_copied_path_in():
@@ -92,7 +247,7 @@ def test_dockerignore_lets_every_copied_path_in():
                 if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", "allow-list style: everything else stays out of the build context"
     allowed = [p[1:].rstrip("/") for p in patterns if p.startswith("!")]
-    for dockerfile in DOCKERFILES:
-        text = dockerfile.read_text()
-        for src in re.findall(r"^COPY (?!--from)(\S+) ", text, flags=re.M):
-            assert any(src == a or src.startswith(a + "/") for a in allowed), f"{dockerfile}: {src} is ignored"
+    sources = [args.split()[0] for stage in STAGES.values() for op, args in stage.ops
+               if op == "COPY" and not args.startswith("--from")]
+    for src in sources + [f for folders in IMAGES.values() for f in folders]:
+        assert any(src == a or src.startswith(a + "/") for a in allowed), f"{src} is ignored by .dockerignore"

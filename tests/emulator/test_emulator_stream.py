@@ -13,8 +13,9 @@ import numpy as np
 from emulator_fixtures import ACCOUNT_SID, BotServer, Emulator, heard_wav_path
 from fastapi import WebSocket
 
-from voicebot_core import audio, formant_voice
+from voicebot_core import audio
 from voicebot_core.twilio_protocol import parse_frame
+from voicebot_simulation import formant_voice
 
 CALLER = {"from": "+15550001111", "to": "+15550002222"}
 

@@ -18,8 +18,8 @@ from typing import Any
 import websockets
 
 from voicebot_core.audio import FRAME_SAMPLES, MULAW_SILENCE, mulaw_frames, pcm16_to_mulaw
-from voicebot_core.formant_voice import synthesize
 from voicebot_core.tickets import TICKET_HEADER
+from voicebot_simulation.formant_voice import synthesize
 
 FRAME_S = 0.02
 

@@ -1,7 +1,7 @@
 """Call records in Redis: the call hash, its events, transcript and checkpointed history.
 
 The gateway and the bot-worker write a call's record (`CallStore`, asyncio); the dialer's API
-reads it (`CallRecordReader`, blocking). `CallRecord` names every field of the call hash, so a
+reads it (`CallRecordReader`, blocking; so does the demo). `CallRecord` names every field of the call hash, so a
 writer cannot store a field that no reader knows.
 """
 
@@ -125,3 +125,8 @@ class CallRecordReader:
     def transcript(self, call_sid: str) -> list[dict[str, Any]] | None:
         raw = self._redis.get(self._keys.call_transcript(call_sid))
         return json.loads(raw) if raw else None
+
+    def context(self, call_sid: str) -> list[dict[str, Any]]:
+        """The conversation history as last checkpointed (empty before the first turn)."""
+        raw = self._redis.get(self._keys.call_context(call_sid))
+        return json.loads(raw) if raw else []

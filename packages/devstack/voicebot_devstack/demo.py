@@ -8,7 +8,6 @@ caller's speech -> first bot audio heard at the phone), then where the recording
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,9 @@ from pathlib import Path
 import httpx
 import redis
 
+from voicebot_core.calls import CallRecordReader
 from voicebot_core.redis_keys import RedisKeys
+from voicebot_core.vocabulary import is_terminal_status
 from voicebot_devstack.processes import ROOT
 from voicebot_devstack.stack import Stack, StackConfig
 from voicebot_devstack.turns import percentile, turn_latencies
@@ -34,8 +35,8 @@ class LiveTranscript:
     """Prints caller lines from the phone's report and agent lines from the worker's per-turn
     checkpoint, each once, in order."""
 
-    def __init__(self, store: redis.Redis, keys: RedisKeys, call_sid: str) -> None:
-        self.store, self.keys, self.call_sid = store, keys, call_sid
+    def __init__(self, calls: CallRecordReader, call_sid: str) -> None:
+        self.calls, self.call_sid = calls, call_sid
         self.said_printed = 0
         self.agent_printed = 0
 
@@ -43,8 +44,7 @@ class LiveTranscript:
         for said in report.get("said", [])[self.said_printed:]:
             _say("caller", said.get("text", ""))
             self.said_printed += 1
-        raw = self.store.get(self.keys.call_context(self.call_sid))
-        messages = json.loads(raw) if raw else []
+        messages = self.calls.context(self.call_sid)
         replies = [m for m in messages if m.get("role") == "assistant" and isinstance(m.get("content"), str)]
         latencies = [t.latency_s for t in turn_latencies(report)]
         for index, message in enumerate(replies[self.agent_printed:], start=self.agent_printed):
@@ -78,30 +78,30 @@ def run_demo(models_dir: Path) -> int:
 
 def _call(stack: Stack) -> int:
     emulator = httpx.Client(base_url=stack.urls["emulator"], timeout=30)
-    store = redis.Redis.from_url(stack.redis_url, decode_responses=True)
     keys = RedisKeys(stack.config.redis_prefix)
+    calls = CallRecordReader(redis.Redis.from_url(stack.redis_url, decode_responses=True), keys)
     call_sid = emulator.post("/emulator/calls", json={"from": CALLER, "to": CALLED, "script": SCRIPT}
                              ).raise_for_status().json()["call_sid"]
     print(f"simulated call {call_sid}: {CALLER} -> {CALLED} (agent profile: default, local models)\n")
-    live = LiveTranscript(store, keys, call_sid)
+    live = LiveTranscript(calls, call_sid)
     deadline = time.monotonic() + 300
     report: dict = {}
     while time.monotonic() < deadline:
         report = emulator.get(f"/emulator/calls/{call_sid}").raise_for_status().json()
         live.update(report)
-        if report["status"] in ("completed", "failed", "busy", "no-answer", "canceled"):
+        if is_terminal_status(report["status"]):
             break
         time.sleep(0.25)
     time.sleep(1.0)  # the worker stores the transcript and recording as the call ends
     live.update(report)
-    call = store.hgetall(keys.call(call_sid))
+    call = calls.record(call_sid)
     turns = turn_latencies(report)
     answered = [t.latency_s for t in turns if t.latency_s is not None]
-    print(f"\ncall {report['status']} after {report.get('duration', 0)} s; outcome: {call.get('outcome', '?')}")
+    print(f"\ncall {report['status']} after {report.get('duration', 0)} s; outcome: {call.outcome if call else '?'}")
     if answered:
         print(f"voice-to-voice per turn: {', '.join(f'{v:.2f}' for v in answered)} s "
               f"(p50 {percentile(answered, 50):.2f} s)")
-    print(f"recording (caller left, bot right): {call.get('recording') or 'not written'}")
+    print(f"recording (caller left, bot right): {(call.recording if call else '') or 'not written'}")
     print(f"what the phone heard: {report.get('heard_wav')}")
     print(f"transcript in Redis: {keys.call_transcript(call_sid)}")
     if report["status"] != "completed" or len(answered) < MIN_TURNS:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,15 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parents[3]
-SOURCE_DIRS = ("packages/core", "packages/emulator", "packages/cli", "packages/devstack",
-               "services/gateway", "services/bot-worker", "services/dialer")
+
+
+def _source_dirs() -> tuple[str, ...]:
+    """The source folders as pyproject.toml lists them (pytest's pythonpath minus its testpaths)."""
+    ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    return tuple(p for p in ini["pythonpath"] if p not in ini.get("testpaths", []))
+
+
+SOURCE_DIRS = _source_dirs()
 PYTHONPATH = os.pathsep.join(str(ROOT / d) for d in SOURCE_DIRS)
 
 

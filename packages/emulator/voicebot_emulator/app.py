@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from voicebot_emulator import control_api, rest_api
-from voicebot_emulator.runner import Emulator
+from voicebot_emulator.emulator import Emulator
 from voicebot_emulator.settings import EmulatorSettings
 
 
@@ -32,8 +32,8 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
-        active = sum(1 for c in emulator.store.calls.values() if not c.terminal)
-        return {"status": "ok", "calls": len(emulator.store.calls), "active_calls": active}
+        active = sum(1 for c in emulator.call_log.calls.values() if not c.terminal)
+        return {"status": "ok", "calls": len(emulator.call_log.calls), "active_calls": active}
 
     app.include_router(rest_api.build_router(emulator))
     app.include_router(control_api.build_router(emulator))

@@ -11,11 +11,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from voicebot_core import audio
+from voicebot_emulator.emulator import DEFAULT_INBOUND_SCRIPT, Emulator
 from voicebot_emulator.model import Call, CallOptions, new_sid
 from voicebot_emulator.rest_api import CLIENT_OR_SIP, E164
-from voicebot_emulator.runner import DEFAULT_INBOUND_SCRIPT, Emulator
-from voicebot_emulator.script import ScriptError
-from voicebot_emulator.script import load as load_script
+from voicebot_simulation.caller_script import ScriptError
+from voicebot_simulation.caller_script import load as load_script
 
 ANSWERS = frozenset({"human", "busy", "no-answer", "voicemail", "fail"})
 
@@ -34,7 +34,7 @@ def build_router(emulator: Emulator) -> APIRouter:
     router = APIRouter(prefix="/emulator")
 
     def find(sid: str) -> Call:
-        call = emulator.store.get(sid)
+        call = emulator.call_log.get(sid)
         if call is None:
             raise HTTPException(404, f"no call {sid}")
         return call
@@ -59,7 +59,7 @@ def build_router(emulator: Emulator) -> APIRouter:
     @router.get("/calls")
     async def list_reports() -> list[dict[str, Any]]:
         return [{"call_sid": c.sid, "status": c.status, "direction": c.direction, "from": c.from_, "to": c.to}
-                for c in emulator.store.newest_first()]
+                for c in emulator.call_log.newest_first()]
 
     def report_of(call: Call) -> dict[str, Any]:
         body = call.report()

@@ -194,7 +194,7 @@ class Call:
         }
 
 
-class CallStore:
+class EmulatedCallLog:
     """Every call and recording since start-up, in creation order (the emulator is short-lived)."""
 
     def __init__(self) -> None:

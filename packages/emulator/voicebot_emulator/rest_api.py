@@ -14,8 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.datastructures import FormData
 
+from voicebot_emulator.call_updates import PendingAction
+from voicebot_emulator.emulator import Emulator
 from voicebot_emulator.model import API_VERSION, Call, CallOptions, new_sid
-from voicebot_emulator.runner import Emulator, PendingAction
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 CLIENT_OR_SIP = re.compile(r"^(client:[\w.\-]+|sip:.+@.+)$")
@@ -131,7 +132,7 @@ def build_router(emulator: Emulator) -> APIRouter:
     router = APIRouter(prefix=f"/{API_VERSION}/Accounts/{{account_sid}}")
 
     def find_call(sid: str) -> Call:
-        call = emulator.store.get(sid)
+        call = emulator.call_log.get(sid)
         if call is None:
             raise TwilioError(404, 20404, f"The requested resource /{API_VERSION}/Accounts/"
                                           f"{emulator.settings.twilio_account_sid}/Calls/{sid}.json was not found")
@@ -156,7 +157,7 @@ def build_router(emulator: Emulator) -> APIRouter:
         _check_auth(request, emulator, account_sid)
         query = request.query_params
         calls = [
-            c.resource() for c in emulator.store.newest_first()
+            c.resource() for c in emulator.call_log.newest_first()
             if (not query.get("To") or c.to == query["To"])
             and (not query.get("From") or c.from_ == query["From"])
             and (not query.get("Status") or c.status == query["Status"])
@@ -196,7 +197,7 @@ def build_router(emulator: Emulator) -> APIRouter:
     async def call_recordings(account_sid: str, sid: str, request: Request) -> Response:
         _check_auth(request, emulator, account_sid)
         call = find_call(sid)
-        items = [emulator.store.recordings[r].resource() for r in call.recording_sids]
+        items = [emulator.call_log.recordings[r].resource() for r in call.recording_sids]
         return JSONResponse(_page(request, "recordings", items,
                                   f"/{API_VERSION}/Accounts/{account_sid}/Calls/{sid}/Recordings.json"))
 
@@ -204,7 +205,7 @@ def build_router(emulator: Emulator) -> APIRouter:
     async def list_recordings(account_sid: str, request: Request) -> Response:
         _check_auth(request, emulator, account_sid)
         call_sid = request.query_params.get("CallSid")
-        items = [r.resource() for r in reversed(emulator.store.recordings.values())
+        items = [r.resource() for r in reversed(emulator.call_log.recordings.values())
                  if not call_sid or r.call_sid == call_sid]
         base_uri = f"/{API_VERSION}/Accounts/{account_sid}/Recordings.json"
         return JSONResponse(_page(request, "recordings", items, base_uri))
@@ -212,7 +213,7 @@ def build_router(emulator: Emulator) -> APIRouter:
     @router.get("/Recordings/{sid}.{ext}")
     async def fetch_recording(account_sid: str, sid: str, ext: str, request: Request) -> Response:
         _check_auth(request, emulator, account_sid)
-        recording = emulator.store.recordings.get(sid)
+        recording = emulator.call_log.recordings.get(sid)
         if recording is None:
             raise TwilioError(404, 20404, f"The requested resource /{API_VERSION}/Accounts/{account_sid}"
                                           f"/Recordings/{sid}.{ext} was not found")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voicebot_core import formant_voice
+from voicebot_simulation import formant_voice
 
 Voice = Callable[[str, int], np.ndarray]
 

@@ -1,23 +1,21 @@
 """Deterministic stand-ins for cloud providers that still move real audio.
 
-- FakeSTT: for each caller speech segment (VAD stop) emits the next utterance of the emulator
-  caller script, after `stt_delay_s`.
+- FakeSTT: for each caller speech segment (VAD stop) emits the next utterance of the caller
+  script (voicebot_simulation.caller_script, the emulator's format), after `stt_delay_s`.
 - FakeLLM: reply rules {match, reply} or {match, tool}; default "You said: {text}."; streams the
   reply after `llm_ttfb_s`; tools go through pipecat's function-calling path.
-- FakeTTS: formant speech (voicebot_core.formant_voice) in 20 ms chunks after `tts_ttfb_s`.
+- FakeTTS: formant speech (voicebot_simulation.formant_voice) in 20 ms chunks after `tts_ttfb_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
@@ -39,50 +37,22 @@ from pipecat.services.tts_service import TTSService
 from pipecat.utils.time import time_now_iso8601
 from pipecat.utils.tracing.service_decorators import traced_llm, traced_stt, traced_tts
 
-from voicebot_core import formant_voice
 from voicebot_core.profiles import AgentProfile
+from voicebot_simulation import caller_script, formant_voice
 from voicebot_worker.providers import ProviderServices
 
 if TYPE_CHECKING:
     from voicebot_worker.settings import WorkerSettings
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[4] / "packages" / "emulator" / "voicebot_emulator" / "scripts"
 DEFAULT_REPLY = "You said: {text}."
 
 
 # caller scripts -------------------------------------------------------------------------------
-def resolve_script(name_or_path: str) -> Path:
-    """A script name (file in the emulator's scripts folder) or a path to a YAML file."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path
-    candidate = SCRIPTS_DIR / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    raise FileNotFoundError(f"caller script {name_or_path!r} not found (looked in {SCRIPTS_DIR})")
+def load_script_utterances(script: str | Mapping[str, Any]) -> list[str]:
+    """What the caller script says, in order: a builtin name, a YAML file path, or a parsed mapping.
 
-
-def script_utterances(script: dict[str, Any]) -> list[str]:
-    """Every `say` and `barge_in.say`, in step order: what the caller will speak."""
-    spoken: list[str] = []
-    for step in script.get("steps") or []:
-        if not isinstance(step, dict):
-            continue
-        if step.get("say") is not None:
-            spoken.append(str(step["say"]))
-        barge_in = step.get("barge_in")
-        if isinstance(barge_in, dict) and barge_in.get("say") is not None:
-            spoken.append(str(barge_in["say"]))
-    return spoken
-
-
-def load_script_utterances(name_or_path: str) -> list[str]:
-    """The emulator's own reader when it is installed (one definition of the format), else ours."""
-    try:
-        from voicebot_emulator.script import utterances
-    except ImportError:
-        return script_utterances(yaml.safe_load(resolve_script(name_or_path).read_text()) or {})
-    return utterances(name_or_path)
+    The emulator's phone plays the same script, so the transcripts match what the caller said."""
+    return caller_script.utterances(script)
 
 
 # STT -----------------------------------------------------------------------------------------

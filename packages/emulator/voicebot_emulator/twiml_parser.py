@@ -1,4 +1,4 @@
-"""TwiML documents as a list of verbs the call follower executes in order."""
+"""TwiML documents the app answers with, parsed into the verbs a call executes in order."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ from pipecat.audio.filters.rnnoise_filter import RNNoiseFilter
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADState
 
-from voicebot_core import audio, formant_voice
+from voicebot_core import audio
+from voicebot_simulation import formant_voice
 
 UTTERANCES = [
     "I would like to check my order status",

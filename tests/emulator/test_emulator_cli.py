@@ -1,46 +1,13 @@
-"""Caller scripts (the format the fake STT shares) and the emulator's command line."""
+"""The emulator's command line: `serve` runs it, `call` places an inbound call with a script file."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
 from emulator_fixtures import ACCOUNT_SID, AUTH_TOKEN, BotServer
 
 from helpers.servers import PYTHONPATH, ROOT, Service, free_port, python_module
-from voicebot_emulator import script
-from voicebot_emulator.script import ScriptError
-
-
-def test_utterances_are_say_and_barge_in_texts_in_step_order(tmp_path) -> None:
-    assert script.utterances("three-turns") == [
-        "I would like to check my order status",
-        "my order number is four two seven",
-        "thank you, that is all for today",
-    ]
-    inline = {"steps": [{"wait_for_bot": {}}, {"say": "first"}, {"silence": 1},
-                        {"barge_in": {"after_s": 0.6, "say": "second"}}, {"dtmf": "1#"}, {"say": "third"}]}
-    assert script.utterances(inline) == ["first", "second", "third"]
-    path = tmp_path / "mine.yaml"
-    path.write_text("name: mine\nsteps:\n  - say: hi there\n  - pause: 0.5\n  - hangup: {}\n")
-    loaded = script.load(str(path))
-    assert loaded.name == "mine" and [s.kind for s in loaded.steps] == ["say", "silence", "hangup"]
-    assert script.utterances(str(path)) == ["hi there"]
-    assert set(script.builtin_names()) >= {"three-turns", "outbound-default", "barge-in", "listen"}
-    for name in script.builtin_names():
-        assert script.load(name).steps
-
-
-@pytest.mark.parametrize("bad", [
-    {"steps": [{"shout": "x"}]},
-    {"steps": [{"barge_in": {"after_s": 1}}]},
-    {"steps": "say hi"},
-    "no-such-script",
-])
-def test_invalid_scripts_are_refused(bad: object) -> None:
-    with pytest.raises(ScriptError):
-        script.load(bad)  # type: ignore[arg-type]
 
 
 def test_serve_and_call_commands(bot: BotServer, tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Requests the emulator makes as Twilio: signed webhooks (TwiML fetches, status callbacks)."""
+"""The emulator's HTTP client that sends Twilio's webhooks to the app (TwiML fetches, callbacks), signed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 from voicebot_core.signatures import SIGNATURE_HEADER, SignatureChecker
 
 
-class Webhooks:
+class WebhookSender:
     def __init__(self, auth_token: str, timeout_s: float = 15.0) -> None:
         self._signer = SignatureChecker(auth_token)
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)

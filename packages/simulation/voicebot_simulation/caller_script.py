@@ -1,7 +1,8 @@
 """Caller scripts: what the simulated phone says and does, step by step.
 
-The format is shared with the bot-worker's fake STT, which reads the `say` texts in order from the
-same files, so `utterances()` is the single definition of "what the caller says".
+The emulator's phone plays them; the bot-worker's fake STT reads the `say` texts in order from the
+same files, so `utterances()` is the single definition of "what the caller says". The builtin
+scripts ship in ./scripts, next to this module.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ per-test Redis prefix, the API in-process, real Celery workers, the emulator, a 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -95,12 +94,14 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def twilio_routes(dialer_settings: DialerSettings) -> Iterator[str]:
     """What the gateway does for outbound calls, minus the media stream: checks Twilio's signature,
-    answers the outbound TwiML (greeting with the job's variables, or the voicemail message), and
+    answers the outbound TwiML (greeting with the job's variables, or core's answering-machine policy), and
     hands status/AMD callbacks to the dialer with `enqueue_call_status`. Yields its base URL."""
     import threading
 
     import uvicorn
 
+    from voicebot_core import answering_machine, twiml
+    from voicebot_core.dial_jobs import DialJob
     from voicebot_core.profiles import load_profiles
     from voicebot_core.redis_keys import RedisKeys
     from voicebot_core.signatures import SignatureChecker
@@ -125,14 +126,11 @@ def twilio_routes(dialer_settings: DialerSettings) -> Iterator[str]:
     async def outbound(job_id: str, request: Request, attempt: int, token: str) -> Response:
         form = await signed_form(request)
         verify_outbound_url_token(dialer_settings.stream_ticket_secret.get_secret_value(), token, job_id, attempt)
-        job = client.hgetall(keys.dial_job(job_id))
-        profile = profiles.get(job["agent_profile"], json.loads(job["overrides"]))
-        if form.get("AnsweredBy", "").startswith("machine") and job["machine_detection"] != "none":
-            say = profile.voicemail_message if job["machine_detection"] == "voicemail" else ""
-        else:
-            say = profile.greeting_for("outbound", json.loads(job["variables"]))
-        body = f"<Response><Say>{say}</Say><Hangup/></Response>" if say else "<Response><Hangup/></Response>"
-        return Response(body, media_type="application/xml")
+        job = DialJob.from_hash(client.hgetall(keys.dial_job(job_id)))
+        if answering_machine.acts_on(job, form.get("AnsweredBy", "")):
+            return Response(answering_machine.machine_twiml(job, profiles), media_type="application/xml")
+        greeting = profiles.get(job.agent_profile, job.overrides).greeting_for("outbound", job.variables)
+        return Response(twiml.say_and_hang_up(greeting), media_type="application/xml")
 
     @app.post("/twilio/{kind}")
     async def callback(kind: str, request: Request, dial_job_id: str, attempt: int) -> Response:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 
 import redis
 from fastapi.testclient import TestClient
 
+from voicebot_core.calls import CallStore
+from voicebot_core.redis_client import connect
+from voicebot_core.redis_keys import RedisKeys
+from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings
 
 CALL = {"to": "+14155550123", "agent_profile": "sales", "variables": {"name": "Sam", "order_id": "A-1"}}
@@ -44,6 +49,35 @@ def test_create_and_get_call(api: TestClient, sync_redis: redis.Redis, dialer_se
     assert detail["metadata"] == {"crm": 7}
     assert [e["kind"] for e in detail["events"]] == ["job.created"]
     assert api.get("/v1/calls/dj_missing").status_code == 404
+
+
+def test_call_detail_has_the_call_records_recording_and_transcript(api: TestClient,
+                                                                   dialer_settings: DialerSettings) -> None:
+    dialer = DialerService(dialer_settings)
+    recorded = "/var/lib/voicebot/recordings/CA-rec-1.wav"
+    transcript = [{"role": "assistant", "text": "Hi Sam"}, {"role": "user", "text": "Hello"}]
+
+    async def bot_worker_writes() -> None:  # as the bot-worker does at the end of the call
+        client = connect(dialer_settings.redis_url)
+        calls = CallStore(client, RedisKeys(prefix=dialer_settings.redis_prefix))
+        await calls.upsert("CA-rec-1", recording=recorded)
+        await calls.save_transcript("CA-rec-1", transcript)
+        await client.aclose()
+
+    asyncio.run(bot_worker_writes())
+    job_id = api.post("/v1/calls", json=CALL).json()["id"]
+    dialer.handle_callback(job_id, 1, "status", {"CallSid": "CA-rec-1", "CallStatus": "completed"})
+    detail = api.get(f"/v1/calls/{job_id}").json()
+    assert (detail["recording_url"], detail["transcript"]) == (recorded, transcript)
+    # Twilio's own recording (RecordingUrl of the final status callback) wins.
+    twilio_job = api.post("/v1/calls", json={**CALL, "to": "+14155550124"}).json()["id"]
+    dialer.handle_callback(twilio_job, 1, "status", {"CallSid": "CA-rec-1", "CallStatus": "completed",
+                                                     "RecordingUrl": "https://api.twilio.com/RE1"})
+    assert api.get(f"/v1/calls/{twilio_job}").json()["recording_url"] == "https://api.twilio.com/RE1"
+    # No call record yet: nothing to show.
+    bare = api.post("/v1/calls", json={**CALL, "to": "+14155550125"}).json()["id"]
+    dialer.handle_callback(bare, 1, "status", {"CallSid": "CA-none", "CallStatus": "ringing"})
+    assert api.get(f"/v1/calls/{bare}").json()["recording_url"] == ""
 
 
 def test_validation_is_clear_and_stores_nothing(api: TestClient, sync_redis: redis.Redis,

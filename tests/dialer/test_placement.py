@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 
 from voicebot_devstack.processes import free_port
 from voicebot_dialer.api import build_asgi_app
+from voicebot_dialer.event_webhooks import SIGNATURE_HEADER, verify_signature
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings
-from voicebot_dialer.webhooks import SIGNATURE_HEADER, verify_signature
 
 FAST_RETRY = {"initial_delay_s": 0.2, "multiplier": 1, "max_delay_s": 1}
 
@@ -105,6 +105,20 @@ def test_answering_machine_policies(live_api: TestClient, live_settings: DialerS
     report = httpx.get(f"{emulator}/emulator/calls/{job['call_sid']}").json()
     assert "Please call us back." not in json.dumps(report["twiml"])
     assert "machine_hung_up" in [e["kind"] for e in job["events"]]
+
+
+def test_async_voicemail_has_the_jobs_variables(live_api: TestClient, live_settings: DialerSettings, emulator: str,
+                                                celery_workers: CeleryWorkers) -> None:
+    configure(emulator, {"+14155550013": {"answer": "voicemail", "greeting_s": 0.3}})
+    celery_workers.start("w1", live_settings)  # async AMD: the dialer's worker leaves the message
+    job_id = live_api.post("/v1/calls", json={"to": "+14155550013", "agent_profile": "renewals",
+                                              "machine_detection": "voicemail",
+                                              "variables": {"name": "Ada", "order_id": "B-2"}}).json()["id"]
+    job = wait_terminal(live_api, job_id)
+    assert (job["state"], job["outcome"]) == ("completed", "machine"), job
+    report = httpx.get(f"{emulator}/emulator/calls/{job['call_sid']}").json()
+    said = [t["text"] for t in report["twiml"] if t["verb"] == "Say"]
+    assert said[-1] == "Hi Ada, this is Ava from Example Co about order B-2. Please call us back."
 
 
 def test_do_not_call_checked_before_placement(live_api: TestClient, live_settings: DialerSettings,

@@ -58,10 +58,10 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     settings = EmulatorSettings(
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
-        ring_seconds=0.2,
-        no_answer_seconds=0.5,
-        recordings_dir=tmp_path_factory.mktemp("emulator-audio"),
-        script_linger_seconds=3.0,
+        emulator_ring_seconds=0.2,
+        emulator_no_answer_seconds=0.5,
+        emulator_recordings_dir=tmp_path_factory.mktemp("emulator-audio"),
+        emulator_script_linger_seconds=3.0,
     )
     with uvicorn_thread(create_app(settings)) as url:
         yield Emulator(url=url, settings=settings)

@@ -53,7 +53,7 @@ def test_no_answer_and_failed_numbers(emulator: Emulator, bot: BotServer) -> Non
     report = emulator.wait(no_answer)
     assert report["status"] == "no-answer"
     ringing = next(e["t"] for e in report["timeline"] if e["event"] == "initiated")
-    assert report["timeline"][-1]["t"] - ringing >= emulator.settings.no_answer_seconds - 0.05
+    assert report["timeline"][-1]["t"] - ringing >= emulator.settings.emulator_no_answer_seconds - 0.05
     by_call: dict[str, list[str]] = {}
     for entry in bot.of_kind("status"):
         assert entry.signature_ok

@@ -96,7 +96,7 @@ class RedisKeys:
         """Set of dial job ids whose call is ringing or live (capacity accounting)."""
         return f"{self.prefix}:outbound-active"
 
-    # dialer placement bookkeeping (see voicebot_dialer.store)
+    # dialer placement bookkeeping (see voicebot_dialer.job_store and placement_queues)
     def dial_job_lock(self, job_id: str) -> str:
         """Short lock serialising state changes of one dial job across Celery workers."""
         return f"{self.prefix}:dial-job:{job_id}:lock"

@@ -19,7 +19,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+        settings.emulator_recordings_dir.mkdir(parents=True, exist_ok=True)
         yield
         await emulator.aclose()
 

@@ -37,7 +37,7 @@ class CallRunner:
         self.updates = CallUpdates(call)
         self.webhooks = CallWebhooks(emulator.webhook_sender, call)
         self.twiml = TwimlInterpreter(call, self.updates, self.webhooks, ScriptCursor(script),
-                                      self.settings.script_linger_seconds)
+                                      self.settings.emulator_script_linger_seconds)
         self._background: set[asyncio.Task] = set()
 
     @property
@@ -80,15 +80,15 @@ class CallRunner:
         self._set_status("ringing")
         await self.webhooks.status_callback("ringing", "ringing")
         if answer == "busy":
-            await self.updates.sleep(min(self.settings.ring_seconds, 0.5))
+            await self.updates.sleep(min(self.settings.emulator_ring_seconds, 0.5))
             raise CallEnded("busy")
         if answer == "no-answer":
-            await self.updates.sleep(min(options.timeout_s, self.settings.no_answer_seconds))
+            await self.updates.sleep(min(options.timeout_s, self.settings.emulator_no_answer_seconds))
             raise CallEnded("no-answer")
-        if options.timeout_s < self.settings.ring_seconds:
+        if options.timeout_s < self.settings.emulator_ring_seconds:
             await self.updates.sleep(options.timeout_s)
             raise CallEnded("no-answer")
-        await self.updates.sleep(self.settings.ring_seconds)
+        await self.updates.sleep(self.settings.emulator_ring_seconds)
         await self._answer()
 
         amd = AmdSimulation(options.machine_detection, answer == "voicemail",
@@ -142,7 +142,8 @@ class CallRunner:
                  f"; error: {call.error}" if call.error else "")
         if self.twiml.call_audio is not None:
             try:
-                save_call_audio(call, self.twiml.call_audio, self.settings.recordings_dir, self.emulator.call_log)
+                save_call_audio(call, self.twiml.call_audio, self.settings.emulator_recordings_dir,
+                                self.emulator.call_log)
             except OSError as exc:
                 call.error = call.error or f"could not write audio files: {exc}"
         self.twiml.call_audio = None  # on disk now; a long-running emulator keeps only the files

@@ -21,12 +21,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {}
     if args.host:
-        overrides["host"] = args.host
+        overrides["emulator_host"] = args.host
     if args.port:
-        overrides["port"] = args.port
+        overrides["emulator_port"] = args.port
     settings = EmulatorSettings(**overrides)
     setup_logging("emulator", settings.log_level, settings.log_json, settings.mask_phone_numbers)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(create_app(settings), host=settings.emulator_host, port=settings.emulator_port, log_config=None)
     return 0
 
 

@@ -48,8 +48,9 @@ def build_router(emulator: Emulator) -> APIRouter:
             script = load_script(body.script)
         except (ScriptError, OSError) as exc:
             raise HTTPException(400, f"caller script: {exc}") from None
-        status_callback = body.status_callback or emulator.settings.status_callback_url or None
-        options = CallOptions(url=body.voice_url or emulator.settings.voice_url, status_callback=status_callback)
+        status_callback = body.status_callback or emulator.settings.emulator_status_callback_url or None
+        options = CallOptions(url=body.voice_url or emulator.settings.emulator_voice_url,
+                              status_callback=status_callback)
         call = Call(sid=new_sid("CA"), account_sid=emulator.settings.twilio_account_sid, to=body.to,
                     from_=body.from_, direction="inbound", options=options, status="ringing")
         call.log("created", to=body.to, from_=body.from_, script=script.name)
@@ -63,7 +64,7 @@ def build_router(emulator: Emulator) -> APIRouter:
 
     def report_of(call: Call) -> dict[str, Any]:
         body = call.report()
-        body["heard_wav_url"] = emulator.settings.public_base_url.rstrip("/") + body["heard_wav_url"]
+        body["heard_wav_url"] = emulator.settings.emulator_public_base_url.rstrip("/") + body["heard_wav_url"]
         return body
 
     @router.get("/calls/{sid}")
@@ -88,7 +89,7 @@ def build_router(emulator: Emulator) -> APIRouter:
         runner = emulator.runners.get(sid)
         if runner is None or runner.call_audio is None:
             raise HTTPException(404, "the call has no audio (it was never answered)")
-        path = emulator.settings.recordings_dir / f"{sid}-heard-partial.wav"
+        path = emulator.settings.emulator_recordings_dir / f"{sid}-heard-partial.wav"
         audio.write_wav(path, runner.call_audio.render("heard"), audio.TELEPHONY_RATE)
         return FileResponse(path, media_type="audio/x-wav")
 

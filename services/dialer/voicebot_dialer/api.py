@@ -5,7 +5,7 @@
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -19,24 +19,19 @@ from voicebot_core.logs import setup_logging
 from voicebot_core.redis_client import connect
 from voicebot_core.telemetry import setup_tracing
 from voicebot_dialer import routes_calls, routes_campaigns
-from voicebot_dialer.enqueue import DIALER_QUEUE, producer_app
+from voicebot_dialer.body_limit import BodySizeLimit
+from voicebot_dialer.enqueue import producer_app, webhook_emitter
+from voicebot_dialer.event_feed import DialEventFeed
 from voicebot_dialer.jobs import InvalidRequest
-from voicebot_dialer.limits import BodySizeLimit
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings, get_settings
 from voicebot_dialer.views import unprocessable, validation_errors
-
-WEBHOOK_TASK = "voicebot_dialer.deliver_webhook"
 
 
 def create_app(settings: DialerSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     producer = producer_app(settings.broker_url, settings.dialer_broker_prefix)
-
-    def emit_webhook(url: str, event: dict[str, Any]) -> None:
-        producer.send_task(WEBHOOK_TASK, kwargs={"url": url, "event": event}, queue=DIALER_QUEUE)
-
-    dialer = DialerService(settings, emit_webhook=emit_webhook)
+    dialer = DialerService(settings, emit_webhook=webhook_emitter(producer))
     bearer = HTTPBearer(auto_error=False)
     api_keys = settings.api_keys
 
@@ -48,9 +43,9 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis_async = connect(settings.redis_url)
+        app.state.event_feed = DialEventFeed(connect(settings.redis_url), dialer.keys)
         yield
-        await app.state.redis_async.aclose()
+        await app.state.event_feed.aclose()
 
     app = FastAPI(title="voicebot dialer", version="0.1.0", lifespan=lifespan,
                   description="Dial-out jobs and campaigns placed through Twilio, paced and retried.")
@@ -72,7 +67,7 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         try:
-            dialer.redis.ping()
+            dialer.store.ping()
         except Exception:
             return JSONResponse({"status": "redis unreachable"}, status_code=503)
         return JSONResponse({"status": "ready"})

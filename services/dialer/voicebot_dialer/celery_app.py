@@ -20,13 +20,18 @@ from redis.exceptions import RedisError
 
 from voicebot_core import telemetry
 from voicebot_core.logs import setup_logging
-from voicebot_dialer.enqueue import CALL_STATUS_TASK, DIALER_QUEUE, broker_transport_options
+from voicebot_dialer.enqueue import (
+    CALL_STATUS_TASK,
+    DELIVER_WEBHOOK_TASK,
+    DIALER_QUEUE,
+    PLACE_CALL_TASK,
+    broker_transport_options,
+    webhook_emitter,
+)
+from voicebot_dialer.event_webhooks import WebhookRejected, deliver
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import get_settings
-from voicebot_dialer.webhooks import WebhookRejected, deliver
 
-PLACE_TASK = "voicebot_dialer.place_call"
-WEBHOOK_TASK = "voicebot_dialer.deliver_webhook"
 RECONCILE_EVERY_S = 2.0
 
 log = logging.getLogger(__name__)
@@ -50,25 +55,21 @@ _service: DialerService | None = None
 _service_lock = threading.Lock()
 
 
-def emit_webhook(url: str, event: dict) -> None:
-    app.send_task(WEBHOOK_TASK, kwargs={"url": url, "event": event}, queue=DIALER_QUEUE)
-
-
 def service() -> DialerService:
     global _service
     with _service_lock:
         if _service is None:
-            _service = DialerService(settings, emit_webhook=emit_webhook)
+            _service = DialerService(settings, emit_webhook=webhook_emitter(app))
         return _service
 
 
 def send_placement(job_id: str, attempt: int, token: str) -> None:
     # The dispatcher makes the dial job's trace current: its traceparent rides in the headers.
-    app.send_task(PLACE_TASK, kwargs={"dial_job_id": job_id, "attempt": attempt, "token": token},
+    app.send_task(PLACE_CALL_TASK, kwargs={"dial_job_id": job_id, "attempt": attempt, "token": token},
                   queue=DIALER_QUEUE, headers=telemetry.inject_context())
 
 
-@app.task(name=PLACE_TASK, bind=True)
+@app.task(name=PLACE_CALL_TASK, bind=True)
 def place_call(self, dial_job_id: str, attempt: int, token: str) -> str:
     with telemetry.span("dialer.place_call", kind=SpanKind.CONSUMER, parent=telemetry.trace_carrier(self.request),
                         attrs={"dial_job.id": dial_job_id, "dial_job.attempt": attempt}) as place_span:
@@ -82,7 +83,7 @@ def handle_call_status(dial_job_id: str, attempt: int, kind: str, params: dict[s
     return service().handle_callback(dial_job_id, int(attempt), kind, params)
 
 
-@app.task(name=WEBHOOK_TASK, bind=True, max_retries=settings.dialer_webhook_max_retries)
+@app.task(name=DELIVER_WEBHOOK_TASK, bind=True, max_retries=settings.dialer_webhook_max_retries)
 def deliver_webhook(self, url: str, event: dict) -> int:
     try:
         return deliver(url, event, settings.dialer_webhook_secret.get_secret_value())
@@ -90,8 +91,8 @@ def deliver_webhook(self, url: str, event: dict) -> int:
         raise self.retry(countdown=min(2 ** self.request.retries, 300), exc=exc) from None
 
 
-class Dispatcher(threading.Thread):
-    """Moves due jobs from the Redis schedule to the queue; every worker runs one."""
+class DispatchLoop(threading.Thread):
+    """Moves due jobs from the Redis schedule to the queue and reconciles; every worker runs one."""
 
     def __init__(self, dialer: DialerService) -> None:
         super().__init__(name="dial-dispatcher", daemon=True)
@@ -119,7 +120,7 @@ class Dispatcher(threading.Thread):
         self._stop_event.set()
 
 
-_dispatcher: Dispatcher | None = None
+_dispatcher: DispatchLoop | None = None
 _traced_pid: int | None = None
 
 
@@ -142,7 +143,7 @@ def _start_dispatcher(**_: object) -> None:
     global _dispatcher
     setup_logging("dialer-worker", settings.log_level, settings.log_json, settings.mask_phone_numbers)
     _setup_tracing()
-    _dispatcher = Dispatcher(service())
+    _dispatcher = DispatchLoop(service())
     _dispatcher.start()
     if settings.dialer_metrics_port:
         try:

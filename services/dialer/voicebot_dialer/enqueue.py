@@ -1,7 +1,13 @@
 """Producing dialer tasks. The producer and the callback hand-over live once, in
-`voicebot_core.dial_status` (the gateway uses them too); they are re-exported here."""
+`voicebot_core.dial_status` (the gateway uses them too); they are re-exported here, next to the
+event webhook task both the API and the workers send."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
 
 from voicebot_core.dial_status import (
     DIALER_QUEUE,
@@ -12,5 +18,18 @@ from voicebot_core.dial_status import (
 )
 
 CALL_STATUS_TASK = HANDLE_CALL_STATUS_TASK
+PLACE_CALL_TASK = "voicebot_dialer.place_call"
+DELIVER_WEBHOOK_TASK = "voicebot_dialer.deliver_webhook"
 
-__all__ = ["CALL_STATUS_TASK", "DIALER_QUEUE", "broker_transport_options", "enqueue_call_status", "producer_app"]
+
+def webhook_emitter(app: Celery) -> Callable[[str, dict[str, Any]], None]:
+    """Queue an event for delivery to a customer's webhook (`event_webhooks.deliver`, retried)."""
+
+    def emit(url: str, event: dict[str, Any]) -> None:
+        app.send_task(DELIVER_WEBHOOK_TASK, kwargs={"url": url, "event": event}, queue=DIALER_QUEUE)
+
+    return emit
+
+
+__all__ = ["CALL_STATUS_TASK", "DELIVER_WEBHOOK_TASK", "DIALER_QUEUE", "PLACE_CALL_TASK",
+           "broker_transport_options", "enqueue_call_status", "producer_app", "webhook_emitter"]

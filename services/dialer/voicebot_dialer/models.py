@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import phonenumbers
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from voicebot_core.vocabulary import MachineDetection
 from voicebot_dialer.window import CallingWindow
-
-MachineDetection = Literal["none", "hangup", "voicemail"]
-JobState = Literal["scheduled", "dispatched", "placing", "ringing", "in-progress",
-                   "completed", "failed", "canceled"]
-TERMINAL_STATES = frozenset({"completed", "failed", "canceled"})
 
 
 def to_e164(value: str) -> str:

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: FastAPI resolves Depends() of closures at runtime.
 
-import json
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -13,11 +12,12 @@ from opentelemetry.trace import SpanKind
 
 from voicebot_core import telemetry
 from voicebot_core.metrics import DIAL_JOBS
+from voicebot_dialer.event_feed import DialEventFeed
+from voicebot_dialer.job_store import IdempotencyConflict
 from voicebot_dialer.jobs import check_profile, fingerprint, first_due, job_fields
 from voicebot_dialer.models import CallRequest
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings
-from voicebot_dialer.store import IdempotencyConflict
 from voicebot_dialer.views import e164_or_422, job_view, key_id
 
 
@@ -55,7 +55,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         if created:
             DIAL_JOBS.labels(source="api").inc()
             dialer.lifecycle.event(job, "job.created")
-        return JSONResponse(job_view(dialer, job, detail=False), status_code=201 if created else 200), job_id
+        return JSONResponse(job_view(dialer.store, job, detail=False), status_code=201 if created else 200), job_id
 
     @router.get("/v1/calls", tags=["calls"])
     def list_calls(state: str | None = None, campaign_id: str | None = None, to: str | None = None,
@@ -68,8 +68,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         page = 200
         while len(items) < limit:
             if campaign_id:
-                all_ids = sorted(dialer.redis.smembers(dialer.keys.campaign_jobs(campaign_id)))
-                ids = all_ids[position:position + page]
+                ids = dialer.campaigns.job_ids(campaign_id)[position:position + page]
             else:
                 ids = dialer.store.list_ids(position, page)
             if not ids:
@@ -79,7 +78,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
                 position += 1
                 job = dialer.store.get(job_id)
                 if job and (not state or job["state"] == state) and (not to or job["to"] == to):
-                    items.append(job_view(dialer, job, detail=False))
+                    items.append(job_view(dialer.store, job, detail=False))
                     if len(items) == limit:
                         break
         return {"items": items, "next_cursor": position if position >= 0 else None}
@@ -90,13 +89,13 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         job = dialer.store.get(job_id)
         if job is None:
             raise HTTPException(404, f"no dial job {job_id}")
-        view = job_view(dialer, job, detail=True)
+        view = job_view(dialer.store, job, detail=True)
         if job.get("call_sid"):
-            # Written by the bot-worker / gateway through voicebot_core.calls.CallStore.
-            raw = dialer.redis.get(dialer.keys.call_transcript(job["call_sid"]))
-            view["transcript"] = json.loads(raw) if raw else None
-            view["recording_url"] = job.get("recording_url") or \
-                dialer.redis.hget(dialer.keys.call(job["call_sid"]), "recording_url") or ""
+            # The gateway and the bot-worker write the call record (voicebot_core.calls.CallStore);
+            # Twilio's own recording (RecordingUrl of the final callback) wins over the bot-worker's.
+            record = dialer.call_records.record(job["call_sid"])
+            view["transcript"] = dialer.call_records.transcript(job["call_sid"])
+            view["recording_url"] = job.get("recording_url") or (record.recording if record else "")
         return view
 
     @router.delete("/v1/calls/{job_id}", tags=["calls"])
@@ -105,7 +104,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         job = dialer.cancel(job_id)
         if job is None:
             raise HTTPException(404, f"no dial job {job_id}")
-        return job_view(dialer, dialer.store.get(job_id) or job, detail=False)
+        return job_view(dialer.store, dialer.store.get(job_id) or job, detail=False)
 
     # events
     @router.get("/v1/events", tags=["events"])
@@ -114,26 +113,20 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         """Dial job events after the stream id `after` (empty: from now), waiting up to wait_s.
         Async, so long polls hold no worker thread."""
-        redis_async = request.app.state.redis_async
-        stream = dialer.keys.dial_event_stream()
+        feed: DialEventFeed = request.app.state.event_feed
         if not after:
-            last = await redis_async.xrevrange(stream, count=1)
-            after = last[0][0] if last else "0-0"
+            after = await feed.latest_id()
         deadline = time.monotonic() + wait_s
         out: list[dict[str, Any]] = []
         while True:
             block_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            reply = await redis_async.xread({stream: after}, count=limit, block=block_ms if wait_s else None)
-            for _, entries in reply or []:
-                for entry_id, data in entries:
-                    after = entry_id
-                    event = json.loads(data["event"])
-                    if dial_job_id and event.get("dial_job_id") != dial_job_id:
-                        continue
-                    if campaign_id and not await redis_async.sismember(dialer.keys.campaign_jobs(campaign_id),
-                                                                       event.get("dial_job_id", "")):
-                        continue
-                    out.append({"id": entry_id, **event})
+            for entry_id, event in await feed.read(after, limit, block_ms if wait_s else None):
+                after = entry_id
+                if dial_job_id and event.get("dial_job_id") != dial_job_id:
+                    continue
+                if campaign_id and not await feed.in_campaign(campaign_id, event.get("dial_job_id", "")):
+                    continue
+                out.append({"id": entry_id, **event})
             if out or time.monotonic() >= deadline or not wait_s:
                 return {"events": out, "next": after}
 

@@ -4,6 +4,7 @@
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
@@ -63,7 +64,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
 
     @router.get("/v1/campaigns", tags=["campaigns"])
     def list_campaigns(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-        ids = dialer.redis.zrevrange(dialer.keys.campaigns_index(), 0, limit - 1)
+        ids = dialer.campaigns.newest(limit)
         return {"items": [p for p in (campaigns.progress(dialer, i) for i in ids) if p]}
 
     def _campaign_or_404(campaign_id: str) -> dict[str, Any]:
@@ -77,46 +78,45 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         """Progress counts by job state."""
         return _campaign_or_404(campaign_id)
 
+    def _change(campaign_id: str, change: Callable[[str], None], refused_when_canceled: str = "") -> dict[str, Any]:
+        """Apply `change` to an existing campaign and answer with its progress."""
+        if _campaign_or_404(campaign_id)["status"] == "canceled" and refused_when_canceled:
+            raise HTTPException(409, refused_when_canceled)
+        change(campaign_id)
+        return _campaign_or_404(campaign_id)
+
     @router.post("/v1/campaigns/{campaign_id}/pause", tags=["campaigns"])
     def pause_campaign(campaign_id: str) -> dict[str, Any]:
-        _campaign_or_404(campaign_id)
-        campaigns.pause(dialer, campaign_id)
-        return _campaign_or_404(campaign_id)
+        return _change(campaign_id, partial(campaigns.pause, dialer))
 
     @router.post("/v1/campaigns/{campaign_id}/resume", tags=["campaigns"])
     def resume_campaign(campaign_id: str) -> dict[str, Any]:
-        if _campaign_or_404(campaign_id)["status"] == "canceled":
-            raise HTTPException(409, "a canceled campaign cannot resume")
-        campaigns.resume(dialer, campaign_id)
-        return _campaign_or_404(campaign_id)
+        return _change(campaign_id, partial(campaigns.resume, dialer), "a canceled campaign cannot resume")
 
     @router.post("/v1/campaigns/{campaign_id}/cancel", tags=["campaigns"])
     def cancel_campaign(campaign_id: str) -> dict[str, Any]:
-        _campaign_or_404(campaign_id)
-        campaigns.cancel(dialer, campaign_id)
-        return _campaign_or_404(campaign_id)
+        return _change(campaign_id, dialer.cancel_campaign)
 
     # do-not-call
     @router.post("/v1/do-not-call", tags=["do-not-call"])
     def add_do_not_call(body: DoNotCallRequest) -> dict[str, Any]:
         """Numbers never dialed again; checked before every placement."""
-        dialer.redis.sadd(dialer.keys.do_not_call(), *body.numbers)
-        return {"added": len(body.numbers)}
+        return {"added": dialer.do_not_call.add(body.numbers)}
 
     @router.get("/v1/do-not-call", tags=["do-not-call"])
     def list_do_not_call(cursor: Annotated[int, Query(ge=0)] = 0,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        next_cursor, numbers = dialer.redis.sscan(dialer.keys.do_not_call(), cursor, count=limit)
-        return {"numbers": sorted(numbers), "next_cursor": int(next_cursor) or None}
+        numbers, next_cursor = dialer.do_not_call.page(cursor, limit)
+        return {"numbers": numbers, "next_cursor": next_cursor}
 
     @router.get("/v1/do-not-call/{number}", tags=["do-not-call"])
     def check_do_not_call(number: str) -> dict[str, Any]:
         number = e164_or_422(number)
-        return {"number": number, "do_not_call": dialer.store.is_do_not_call(number)}
+        return {"number": number, "do_not_call": dialer.do_not_call.contains(number)}
 
     @router.delete("/v1/do-not-call/{number}", tags=["do-not-call"])
     def remove_do_not_call(number: str) -> dict[str, Any]:
         number = e164_or_422(number)
-        return {"number": number, "removed": bool(dialer.redis.srem(dialer.keys.do_not_call(), number))}
+        return {"number": number, "removed": dialer.do_not_call.remove(number)}
 
     return router

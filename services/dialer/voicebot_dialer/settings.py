@@ -39,6 +39,11 @@ class DialerSettings(CommonSettings):
     dialer_metrics_port: int = Field(9808, description="Celery worker metrics port; 0 disables.")
 
     @property
+    def stale_call_s(self) -> float:
+        """A placed call still not on a bot-worker this long after placing has ended unheard of."""
+        return self.dialer_ring_timeout_s + 120.0
+
+    @property
     def api_keys(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.dialer_api_keys.split(",") if k.strip())
 

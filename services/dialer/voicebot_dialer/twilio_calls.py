@@ -1,19 +1,19 @@
-"""Calls through the real twilio SDK: place a dial job's attempt, hang up, leave a voicemail."""
+"""Calls through the real twilio SDK: place a dial job's attempt, hang up, redirect to TwiML, look up."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
-from xml.sax.saxutils import escape
 
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
+from twilio.rest.api.v2010.account.call import CallInstance
 
 from voicebot_core.tickets import outbound_url_token
-from voicebot_core.twilio_rest import call_is_gone
+from voicebot_core.twilio_rest import call_is_gone, make_client
+from voicebot_core.vocabulary import STATUS_CALLBACK_EVENTS
 from voicebot_dialer.settings import DialerSettings
-
-STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 
 def outbound_urls(settings: DialerSettings, job_id: str, attempt: int) -> dict[str, str]:
@@ -32,7 +32,7 @@ def create_params(settings: DialerSettings, job: dict[str, Any], attempt: int) -
     params: dict[str, Any] = {
         "to": job["to"], "from_": job["from"], "url": urls["url"], "method": "POST",
         "status_callback": urls["status_callback"], "status_callback_method": "POST",
-        "status_callback_event": STATUS_EVENTS, "timeout": settings.dialer_ring_timeout_s,
+        "status_callback_event": list(STATUS_CALLBACK_EVENTS), "timeout": settings.dialer_ring_timeout_s,
     }
     policy = job.get("machine_detection", "none")
     if policy != "none":
@@ -47,24 +47,40 @@ def create_params(settings: DialerSettings, job: dict[str, Any], attempt: int) -
     return params
 
 
-def place(client: Client, settings: DialerSettings, job: dict[str, Any], attempt: int) -> str:
-    """Returns the new CallSid; raises TwilioRestException when Twilio refuses the call."""
-    return client.calls.create(**create_params(settings, job, attempt)).sid
+class TwilioCalls:
+    """The Calls resource of the deployment's Twilio account (or the emulator), client made on first use."""
 
+    def __init__(self, settings: DialerSettings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
 
-def hang_up(client: Client, call_sid: str, before_answer: bool) -> None:
-    try:
-        client.calls(call_sid).update(status="canceled" if before_answer else "completed")
-    except TwilioRestException as exc:
-        if not call_is_gone(exc):
-            raise
+    @cached_property
+    def client(self) -> Client:
+        return self._client or make_client(self._settings.twilio_account_sid,
+                                           self._settings.twilio_auth_token.get_secret_value(),
+                                           self._settings.twilio_api_base_url)
 
+    def place(self, job: dict[str, Any], attempt: int) -> str:
+        """Returns the new CallSid; raises TwilioRestException when Twilio refuses the call."""
+        return self.client.calls.create(**create_params(self._settings, job, attempt)).sid
 
-def leave_voicemail(client: Client, call_sid: str, message: str) -> None:
-    twiml = f"<Response><Say>{escape(message)}</Say><Hangup/></Response>" if message \
-        else "<Response><Hangup/></Response>"
-    try:
-        client.calls(call_sid).update(twiml=twiml)
-    except TwilioRestException as exc:
-        if not call_is_gone(exc):
-            raise
+    def hang_up(self, call_sid: str, before_answer: bool) -> None:
+        self._update(call_sid, status="canceled" if before_answer else "completed")
+
+    def redirect(self, call_sid: str, twiml: str) -> None:
+        """Make a live call follow `twiml` (a document from `voicebot_core.twiml`) instead."""
+        self._update(call_sid, twiml=twiml)
+
+    def fetch(self, call_sid: str) -> CallInstance:
+        return self.client.calls(call_sid).fetch()
+
+    def between(self, to: str, from_: str, limit: int = 50) -> list[CallInstance]:
+        """Recent calls from `from_` to `to`, newest first."""
+        return self.client.calls.list(to=to, from_=from_, limit=limit)
+
+    def _update(self, call_sid: str, **changes: str) -> None:
+        try:
+            self.client.calls(call_sid).update(**changes)
+        except TwilioRestException as exc:
+            if not call_is_gone(exc):  # it ended already: nothing left to change
+                raise

@@ -9,9 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from voicebot_core.dial_jobs import is_terminal
+from voicebot_dialer.job_store import JobStore
 from voicebot_dialer.jobs import InvalidRequest
-from voicebot_dialer.models import TERMINAL_STATES, to_e164
-from voicebot_dialer.service import DialerService
+from voicebot_dialer.models import to_e164
 
 
 def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
@@ -33,7 +34,8 @@ def e164_or_422(number: str) -> str:
         raise InvalidRequest(str(exc)) from None
 
 
-def job_view(dialer: DialerService, job: dict[str, Any], detail: bool) -> dict[str, Any]:
+def job_view(jobs: JobStore, job: dict[str, Any], detail: bool) -> dict[str, Any]:
+    """`detail`: with attempts and events (transcript and recording are the call record's)."""
     view = {
         "id": job["id"], "state": job["state"], "outcome": job.get("outcome", ""), "to": job["to"],
         "from": job["from"], "agent_profile": job.get("agent_profile", ""), "variables": job.get("variables", {}),
@@ -42,11 +44,11 @@ def job_view(dialer: DialerService, job: dict[str, Any], detail: bool) -> dict[s
         "answered_by": job.get("answered_by", ""), "machine_detection": job.get("machine_detection", "none"),
         "created_at": float(job["created_at"]),
         "next_attempt_at": float(job["due_at"]) if job["state"] == "scheduled" and job.get("due_at") else None,
-        "terminal": job["state"] in TERMINAL_STATES,
+        "terminal": is_terminal(job),
     }
     if detail:
         view["attempts"] = job.get("attempts") or []
-        view["events"] = dialer.store.events(job["id"])
+        view["events"] = jobs.events(job["id"])
         view["transcript"] = None
         view["recording_url"] = job.get("recording_url", "")
     return view

@@ -1,7 +1,7 @@
-"""Dial jobs in Redis: the job hash, its events, schedule and the indexes the API lists.
+"""Dial jobs in Redis: the job hash, its events, the indexes the API lists, per-job locks.
 
-Every field of a job hash is a string; JSON for nested values. The gateway and bot-worker read
-`to`, `from`, `agent_profile`, `variables`, `overrides` and `machine_detection` from it.
+The hash layout and its codec are core's (`voicebot_core.dial_jobs`): the gateway and the
+bot-worker read jobs through `DialJobReader`; the dialer is the only writer, through this store.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
+from voicebot_core.dial_jobs import decode_job, encode_fields
 from voicebot_core.redis_keys import RedisKeys
-from voicebot_dialer.models import TERMINAL_STATES
 
 JOB_TTL_S = 30 * 24 * 3600
 IDEMPOTENCY_TTL_S = 24 * 3600
 EVENT_STREAM_MAXLEN = 100_000
-JSON_FIELDS = ("variables", "overrides", "metadata", "retry", "calling_window", "attempts")
 
 # KEYS: idempotency key ('' when none), job hash, jobs index, schedule, campaign jobs ('' none)
 # ARGV: job id, due, created_at, idempotency ttl, request fingerprint, then field/value pairs.
@@ -50,28 +50,6 @@ def new_job_id() -> str:
     return "dj_" + uuid.uuid4().hex
 
 
-def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in fields.items():
-        if name in JSON_FIELDS or isinstance(value, dict | list):
-            out[name] = json.dumps(value)
-        elif isinstance(value, bool):
-            out[name] = "1" if value else "0"
-        else:
-            out[name] = "" if value is None else str(value)
-    return out
-
-
-def decode_job(raw: dict[str, str]) -> dict[str, Any]:
-    job: dict[str, Any] = dict(raw)
-    for name in JSON_FIELDS:
-        if raw.get(name):
-            job[name] = json.loads(raw[name])
-    for name in ("attempt", "max_attempts"):
-        job[name] = int(raw.get(name) or 0)
-    return job
-
-
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
@@ -82,9 +60,12 @@ class IdempotencyConflict(Exception):
 
 class JobStore:
     def __init__(self, redis_client: redis.Redis, keys: RedisKeys) -> None:
-        self.redis = redis_client
-        self.keys = keys
+        self._redis = redis_client
+        self._keys = keys
         self._create = redis_client.register_script(_CREATE_LUA)
+
+    def ping(self) -> bool:
+        return bool(self._redis.ping())
 
     # creation
     def create(self, fields: dict[str, Any], due_at: float, idempotency_key: str | None = None,
@@ -95,12 +76,12 @@ class JobStore:
         record = encode_fields({**fields, "id": job_id, "created_at": now, "updated_at": now,
                                 "due_at": due_at})
         flat = [item for pair in record.items() for item in pair]
-        idem_key = self.keys.idempotency(hashlib.sha256(idempotency_key.encode()).hexdigest()) \
+        idem_key = self._keys.idempotency(hashlib.sha256(idempotency_key.encode()).hexdigest()) \
             if idempotency_key else ""
         campaign_id = fields.get("campaign_id") or ""
         result = self._create(
-            keys=[idem_key, self.keys.dial_job(job_id), self.keys.dial_jobs_index(), self.keys.dial_schedule(),
-                  self.keys.campaign_jobs(campaign_id) if campaign_id else ""],
+            keys=[idem_key, self._keys.dial_job(job_id), self._keys.dial_jobs_index(), self._keys.dial_schedule(),
+                  self._keys.campaign_jobs(campaign_id) if campaign_id else ""],
             args=[job_id, due_at, now, IDEMPOTENCY_TTL_S, fingerprint, *flat],
         )
         stored_id, created, stored_fingerprint = result[0], int(result[1]), result[2]
@@ -108,61 +89,76 @@ class JobStore:
             raise IdempotencyConflict(stored_id)
         return stored_id, bool(created)
 
-    def create_many(self, jobs: list[tuple[dict[str, Any], float]], campaign_key_fields: dict[str, str]) -> None:
-        """Store a campaign's jobs in one MULTI: all or none."""
-        now = time.time()
-        with self.redis.pipeline(transaction=True) as pipe:
-            campaign_id = campaign_key_fields["id"]
-            pipe.hset(self.keys.campaign(campaign_id), mapping=campaign_key_fields)
-            pipe.zadd(self.keys.campaigns_index(), {campaign_id: now})
-            for fields, due_at in jobs:
-                record = encode_fields({**fields, "created_at": now, "updated_at": now, "due_at": due_at})
-                pipe.hset(self.keys.dial_job(fields["id"]), mapping=record)
-                pipe.zadd(self.keys.dial_jobs_index(), {fields["id"]: now})
-                pipe.zadd(self.keys.dial_schedule(), {fields["id"]: due_at})
-                pipe.sadd(self.keys.campaign_jobs(campaign_id), fields["id"])
-            pipe.execute()
+    def stage(self, pipe: Pipeline, fields: dict[str, Any], due_at: float, now: float) -> None:
+        """Queue the writes of one new, scheduled job on `pipe` (a campaign creates all in one MULTI)."""
+        job_id = fields["id"]
+        pipe.hset(self._keys.dial_job(job_id), mapping=encode_fields(
+            {**fields, "created_at": now, "updated_at": now, "due_at": due_at}))
+        pipe.zadd(self._keys.dial_jobs_index(), {job_id: now})
+        pipe.zadd(self._keys.dial_schedule(), {job_id: due_at})
+        if fields.get("campaign_id"):
+            pipe.sadd(self._keys.campaign_jobs(fields["campaign_id"]), job_id)
 
     # reads
     def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.redis.hgetall(self.keys.dial_job(job_id))
+        raw = self._redis.hgetall(self._keys.dial_job(job_id))
         return decode_job(raw) if raw else None
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        return [json.loads(e) for e in self.redis.lrange(self.keys.dial_job_events(job_id), 0, -1)]
+        return [json.loads(e) for e in self._redis.lrange(self._keys.dial_job_events(job_id), 0, -1)]
 
     def states(self, job_ids: list[str]) -> list[str]:
-        with self.redis.pipeline(transaction=False) as pipe:
+        with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(self.keys.dial_job(job_id), "state")
+                pipe.hget(self._keys.dial_job(job_id), "state")
             return [s or "" for s in pipe.execute()]
 
+    def webhook_targets(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        """id, webhook_url, metadata and attempt of many jobs in one round trip (bulk notifications)."""
+        names = ("webhook_url", "metadata", "attempt")
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self._keys.dial_job(job_id), *names)
+            rows = pipe.execute()
+        return [decode_job({"id": job_id, **{n: v or "" for n, v in zip(names, row, strict=True)}})
+                for job_id, row in zip(job_ids, rows, strict=True)]
+
     def list_ids(self, offset: int, count: int) -> list[str]:
-        return self.redis.zrevrange(self.keys.dial_jobs_index(), offset, offset + count - 1)
+        return self._redis.zrevrange(self._keys.dial_jobs_index(), offset, offset + count - 1)
 
     # writes
     def update(self, job_id: str, **fields: Any) -> None:
-        self.redis.hset(self.keys.dial_job(job_id), mapping=encode_fields({**fields, "updated_at": time.time()}))
+        self._redis.hset(self._keys.dial_job(job_id), mapping=encode_fields({**fields, "updated_at": time.time()}))
 
     def add_event(self, job_id: str, kind: str, **data: Any) -> dict[str, Any]:
         event = {"dial_job_id": job_id, "kind": kind, "at": time.time(), **data}
         payload = json.dumps(event)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(self.keys.dial_job_events(job_id), payload)
-            pipe.expire(self.keys.dial_job_events(job_id), JOB_TTL_S)
-            pipe.xadd(self.keys.dial_event_stream(), {"event": payload}, maxlen=EVENT_STREAM_MAXLEN,
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(self._keys.dial_job_events(job_id), payload)
+            pipe.expire(self._keys.dial_job_events(job_id), JOB_TTL_S)
+            pipe.xadd(self._keys.dial_event_stream(), {"event": payload}, maxlen=EVENT_STREAM_MAXLEN,
                       approximate=True)
             pipe.execute()
         return event
 
-    def is_do_not_call(self, number: str) -> bool:
-        return bool(self.redis.sismember(self.keys.do_not_call(), number))
+    # status callbacks repeat: each is applied once
+    def first_delivery(self, job_id: str, fingerprint: str) -> bool:
+        """Record a callback's fingerprint; False when it was recorded before."""
+        key = self._keys.dial_job_seen(job_id)
+        if not self._redis.sadd(key, fingerprint):
+            return False
+        self._redis.expire(key, JOB_TTL_S)
+        return True
+
+    def forget_delivery(self, job_id: str, fingerprint: str) -> None:
+        """The callback was not applied after all: its redelivery must not look repeated."""
+        self._redis.srem(self._keys.dial_job_seen(job_id), fingerprint)
 
     @contextmanager
     def locked(self, job_id: str, wait_s: float = 15.0) -> Iterator[None]:
         """Serialise state changes of one job across processes (callbacks race each other).
         Holders never call Twilio inside; the lock expires after 5 s if its holder was killed."""
-        lock = self.redis.lock(self.keys.dial_job_lock(job_id), timeout=5.0, blocking_timeout=wait_s)
+        lock = self._redis.lock(self._keys.dial_job_lock(job_id), timeout=5.0, blocking_timeout=wait_s)
         if not lock.acquire():
             raise TimeoutError(f"dial job {job_id} stayed locked for {wait_s}s")
         try:
@@ -171,7 +167,3 @@ class JobStore:
             # Expired meanwhile: nothing left to release.
             with suppress(redis.exceptions.LockError):
                 lock.release()
-
-
-def is_terminal(job: dict[str, Any]) -> bool:
-    return job.get("state") in TERMINAL_STATES

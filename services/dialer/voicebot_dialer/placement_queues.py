@@ -1,0 +1,125 @@
+"""Where a dial job waits on its way to a call, in Redis sorted sets and sets.
+
+schedule (due time) -> dispatched (a placement task is queued; lease expiry) -> placing (the
+REST call started; crash reconciliation). A campaign's jobs may instead wait for a free place
+under its concurrency cap (waiting) or for the campaign to resume (parked).
+"""
+
+from __future__ import annotations
+
+import redis
+
+from voicebot_core.redis_keys import RedisKeys
+
+# KEYS[1] schedule, KEYS[2] dispatched. ARGV: now, lease until, max in flight, batch.
+# Expired leases go back to the schedule (their task was lost); then due jobs move to
+# 'dispatched' while fewer than max are queued. One script, so two workers never claim one job.
+_CLAIM_LUA = """
+local now = tonumber(ARGV[1])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], now, id)
+end
+local room = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[2])
+if room <= 0 then return {} end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, math.min(room, tonumber(ARGV[4])))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[2], id)
+end
+return ids
+"""
+
+
+class PlacementQueues:
+    def __init__(self, redis_client: redis.Redis, keys: RedisKeys) -> None:
+        self._redis = redis_client
+        self._keys = keys
+        self._claim = redis_client.register_script(_CLAIM_LUA)
+
+    # the schedule
+    def schedule(self, job_id: str, due_at: float) -> None:
+        self._redis.zadd(self._keys.dial_schedule(), {job_id: due_at})
+
+    def unschedule(self, job_id: str) -> None:
+        self._redis.zrem(self._keys.dial_schedule(), job_id)
+
+    # dispatched: a placement task is queued under a lease
+    def claim_due(self, now: float, lease_until: float, max_inflight: int, batch: int) -> list[str]:
+        """Move due jobs to 'dispatched' (leased until `lease_until`); lost leases go back first."""
+        return self._claim(keys=[self._keys.dial_schedule(), self._keys.dial_dispatched()],
+                           args=[now, lease_until, max_inflight, batch])
+
+    def extend_lease(self, job_id: str, until: float) -> None:
+        self._redis.zadd(self._keys.dial_dispatched(), {job_id: until})
+
+    def drop_lease(self, job_id: str) -> None:
+        self._redis.zrem(self._keys.dial_dispatched(), job_id)
+
+    # placing: the REST call started
+    def start_placing(self, job_id: str, at: float) -> None:
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._keys.dial_placing(), {job_id: at})
+            pipe.zrem(self._keys.dial_dispatched(), job_id)
+            pipe.execute()
+
+    def stop_placing(self, job_id: str) -> bool:
+        """False when it was not placing (another worker took it first)."""
+        return bool(self._redis.zrem(self._keys.dial_placing(), job_id))
+
+    def placing_since(self, before: float) -> list[str]:
+        return self._redis.zrangebyscore(self._keys.dial_placing(), "-inf", before)
+
+    def forget_placement(self, job_id: str) -> None:
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self._keys.dial_dispatched(), job_id)
+            pipe.zrem(self._keys.dial_placing(), job_id)
+            pipe.execute()
+
+    # a campaign at its concurrency cap
+    def wait_for_slot(self, campaign_id: str, job_id: str, at: float) -> None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._keys.campaign_waiting(campaign_id), {job_id: at})
+            pipe.sadd(self._keys.campaigns_waiting(), campaign_id)
+            pipe.execute()
+
+    def stop_waiting(self, campaign_id: str, job_id: str) -> None:
+        self._redis.zrem(self._keys.campaign_waiting(campaign_id), job_id)
+
+    def waiting_campaigns(self) -> set[str]:
+        return self._redis.smembers(self._keys.campaigns_waiting())
+
+    def promote(self, campaign_id: str, count: int, now: float) -> int:
+        """Move up to `count` of a campaign's waiting jobs back into the schedule, due now."""
+        moved = 0
+        for job_id, _ in self._redis.zpopmin(self._keys.campaign_waiting(campaign_id), count):
+            self.schedule(job_id, now)
+            moved += 1
+        return moved
+
+    def drop_if_none_waiting(self, campaign_id: str) -> None:
+        waiting = self._keys.campaign_waiting(campaign_id)
+        if not self._redis.exists(waiting):
+            self._redis.srem(self._keys.campaigns_waiting(), campaign_id)
+            if self._redis.exists(waiting):  # one arrived meanwhile
+                self._redis.sadd(self._keys.campaigns_waiting(), campaign_id)
+
+    # a paused campaign
+    def park(self, campaign_id: str, job_id: str) -> None:
+        self._redis.sadd(self._keys.campaign_parked(campaign_id), job_id)
+
+    def unpark(self, campaign_id: str, job_id: str) -> None:
+        self._redis.srem(self._keys.campaign_parked(campaign_id), job_id)
+
+    def parked(self, campaign_id: str) -> set[str]:
+        return self._redis.smembers(self._keys.campaign_parked(campaign_id))
+
+    # gauges
+    def depths(self) -> tuple[int, int, int, float | None]:
+        """(scheduled, dispatched, placing, due time of the oldest scheduled job or None)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for key in (self._keys.dial_schedule(), self._keys.dial_dispatched(), self._keys.dial_placing()):
+                pipe.zcard(key)
+            pipe.zrange(self._keys.dial_schedule(), 0, 0, withscores=True)
+            scheduled, dispatched, placing, oldest = pipe.execute()
+        return scheduled, dispatched, placing, (oldest[0][1] if oldest else None)

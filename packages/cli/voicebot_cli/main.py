@@ -46,22 +46,16 @@ def _window(spec: str | None) -> dict[str, Any] | None:
     return window
 
 
+# command-line option -> request field, sent only when given
+_OPTION_FIELDS = (("agent", "agent_profile"), ("from_", "from"), ("max_attempts", "max_attempts"),
+                  ("amd", "machine_detection"), ("webhook", "webhook_url"), ("at", "schedule_at"))
+
+
 def _common_options(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if args.agent:
-        body["agent_profile"] = args.agent
-    if args.from_:
-        body["from"] = args.from_
-    if args.max_attempts:
-        body["max_attempts"] = args.max_attempts
+    body: dict[str, Any] = {field: getattr(args, option) for option, field in _OPTION_FIELDS
+                            if getattr(args, option)}
     if args.retry_delay is not None:
         body["retry"] = {"initial_delay_s": args.retry_delay}
-    if args.amd:
-        body["machine_detection"] = args.amd
-    if args.webhook:
-        body["webhook_url"] = args.webhook
-    if args.at:
-        body["schedule_at"] = args.at
     window = _window(args.window)
     if window:
         body["calling_window"] = window

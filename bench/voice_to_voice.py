@@ -156,7 +156,7 @@ def llm_server(model_path: Path, threads: int):
 def run(args: argparse.Namespace, base_url: str) -> list[Turn]:
     from openai import OpenAI
 
-    settings = argparse.Namespace(models_dir=str(args.models_dir), llm_base_url=base_url)
+    settings = argparse.Namespace(models_dir=str(args.models_dir), worker_llm_base_url=base_url)
     caller = PiperVoice(Path(args.models_dir) / local.PIPER_DIR)
     whisper = local.shared_whisper_model(str(local.whisper_model_dir(settings)))
     if args.tts == "hibari":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+from xml.etree import ElementTree
 
 import httpx
 import redis.asyncio as aioredis
@@ -13,12 +13,34 @@ from test_worker_stream import new_call_sid, open_call, wait_call_ended
 from helpers.constants import WORKER_TICKET_SECRET as TICKET_SECRET
 from helpers.twilio_peer import TwilioPeer
 from voicebot_core.calls import CallStore
+from voicebot_core.dial_jobs import encode_fields
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.tickets import issue_ticket
 
 
 def first_media_after(peer: TwilioPeer, t: float) -> float:
     return next(m.at for m in peer.log.events("media") if m.at > t)
+
+
+def twiml_verbs(document: str) -> list[tuple[str, str]]:
+    """The verbs of a TwiML document, each with its text."""
+    root = ElementTree.fromstring(document)
+    assert root.tag == "Response"
+    return [(verb.tag, verb.text or "") for verb in root]
+
+
+async def ask_for_a_human(base: str, settings, updates: list[dict], **params: str) -> TwilioPeer:
+    """A `fake-transfer` call in which the caller asks for a person, until the worker redirected it."""
+    peer = await open_call(base, settings, "fake-transfer", params)
+    try:
+        await peer.wait_for(lambda: peer.log.events("mark"), timeout=15)
+        await peer.wait_bot_quiet(0.5)
+        peer.say("can I speak to a human please")
+        await peer.wait_for(lambda: updates, timeout=20)
+        await asyncio.wait_for(peer.closed.wait(), 10)
+    finally:
+        await peer.close()
+    return peer
 
 
 async def test_end_call_tool_says_goodbye_then_hangs_up(worker_factory, rest_updates, redis_url, redis_prefix):
@@ -54,21 +76,26 @@ async def test_transfer_redirects_the_call_with_dial_twiml(worker_factory, rest_
     rest_base, updates = rest_updates
     base, settings = worker_factory(twilio_api_base_url=rest_base)
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    peer = await open_call(base, settings, "fake-transfer")
-    try:
-        await peer.wait_for(lambda: peer.log.events("mark"), timeout=15)
-        await peer.wait_bot_quiet(0.5)
-        peer.say("can I speak to a human please")
-        await peer.wait_for(lambda: updates, timeout=20)
-        await asyncio.wait_for(peer.closed.wait(), 10)
-    finally:
-        await peer.close()
-    assert updates[0]["Twiml"] == "<Response><Dial>+15550109999</Dial></Response>"
+    peer = await ask_for_a_human(base, settings, updates)
+    assert twiml_verbs(updates[0]["Twiml"]) == [("Dial", "+15550109999")]
     call = await wait_call_ended(redis, redis_prefix, peer.call_sid)
     assert call["outcome"] == "transferred"
     transcript = await CallStore(redis, RedisKeys(redis_prefix)).transcript(peer.call_sid)
     assert transcript[-1]["text"] == "Let me connect you with a person. One moment please."
     await redis.aclose()
+
+
+async def test_transfer_number_with_markup_cannot_add_verbs(worker_factory, rest_updates, redis_url, redis_prefix):
+    rest_base, updates = rest_updates
+    base, settings = worker_factory(twilio_api_base_url=rest_base)
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    number = "+1555</Dial><Play>x</Play>"
+    await redis.hset(RedisKeys(redis_prefix).dial_job("job-markup"), mapping=encode_fields(
+        {"id": "job-markup", "overrides": {"transfer_number": number}}))
+    await redis.aclose()
+    await ask_for_a_human(base, settings, updates, dial_job_id="job-markup")
+    # the number reaches Twilio escaped: still one <Dial> of the whole text, no <Play>
+    assert twiml_verbs(updates[0]["Twiml"]) == [("Dial", number)]
 
 
 async def test_idle_prompts_at_five_seconds_then_goodbye(worker_factory, rest_updates, redis_url, redis_prefix):
@@ -157,10 +184,11 @@ async def test_outbound_greeting_uses_dial_job_variables(worker_factory, redis_u
     base, settings = worker_factory()
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     keys = RedisKeys(redis_prefix)
-    await redis.hset(keys.dial_job("job-1"), mapping={
-        "variables": json.dumps({"name": "Alice"}),
-        "overrides": json.dumps({"goodbye": "Bye Alice!"}),
-    })
+    await redis.hset(keys.dial_job("job-1"), mapping=encode_fields({
+        "id": "job-1",
+        "variables": {"name": "Alice"},
+        "overrides": {"goodbye": "Bye Alice!"},
+    }))
     call_sid = new_call_sid()
     ticket = issue_ticket(TICKET_SECRET, call_sid, settings.worker_id)
     peer = TwilioPeer(f"{base}/streams/{call_sid}?ticket={ticket}", call_sid,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
@@ -11,11 +12,12 @@ from pipecat.processors.frame_processor import FrameProcessorSetup
 
 from helpers.constants import SHIPPED_PROFILES_PATH as PROFILES_PATH
 from voicebot_core.calls import CallStore
+from voicebot_core.dial_jobs import DialJobReader, encode_fields
 from voicebot_core.profiles import AgentProfiles
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.twilio_protocol import StreamStart
-from voicebot_worker.call import prepare_call
-from voicebot_worker.serializer import StreamHooks, TwilioMarkFrame, TwilioStopFrame, VoicebotTwilioSerializer
+from voicebot_worker.call_setup import CallSetup, prepare_call
+from voicebot_worker.serializer import TwilioMarkFrame, TwilioStopFrame, VoicebotTwilioSerializer
 from voicebot_worker.settings import WorkerSettings
 
 
@@ -24,65 +26,74 @@ def stream_start(**params: str) -> StreamStart:
                        custom_parameters=params)
 
 
+@dataclass
+class CallEnv:
+    redis: aioredis.Redis
+    keys: RedisKeys
+    store: CallStore
+
+    async def prepare(self, start: StreamStart, settings: WorkerSettings | None = None) -> CallSetup:
+        return await prepare_call(start, AgentProfiles.load(PROFILES_PATH), DialJobReader(self.redis, self.keys),
+                                  self.store, settings or WorkerSettings())
+
+
 @pytest.fixture
 async def call_env(redis_url, redis_prefix):
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     keys = RedisKeys(redis_prefix)
-    yield redis, keys, CallStore(redis, keys), AgentProfiles.load(PROFILES_PATH)
+    yield CallEnv(redis, keys, CallStore(redis, keys))
     await redis.aclose()
 
 
 async def test_profile_from_parameter_number_or_default(call_env):
-    redis, keys, store, profiles = call_env
-    settings = WorkerSettings(redis_prefix=keys.prefix)
-    named = await prepare_call(stream_start(agent_profile="sales"), profiles, redis, keys, store, settings)
+    settings = WorkerSettings(redis_prefix=call_env.keys.prefix)
+    named = await call_env.prepare(stream_start(agent_profile="sales"), settings)
     assert named.profile.name == "sales" and named.direction == "inbound" and named.resumed_messages is None
-    by_number = await prepare_call(stream_start(to="+15550100001"), profiles, redis, keys, store, settings)
+    by_number = await call_env.prepare(stream_start(to="+15550100001"), settings)
     assert by_number.profile.name == "support-cloud"
-    default = await prepare_call(stream_start(), profiles, redis, keys, store, settings)
+    default = await call_env.prepare(stream_start(), settings)
     assert default.profile.name == "default"
 
 
 async def test_dial_job_variables_and_overrides(call_env):
-    redis, keys, store, profiles = call_env
-    await redis.hset(keys.dial_job("j1"), mapping={"variables": json.dumps({"name": "Bo"}),
-                                                    "overrides": json.dumps({"idle_timeout_s": 7})})
-    setup = await prepare_call(stream_start(direction="outbound", agent_profile="sales", dial_job_id="j1"),
-                               profiles, redis, keys, store, WorkerSettings())
+    await call_env.redis.hset(call_env.keys.dial_job("j1"), mapping=encode_fields(
+        {"id": "j1", "variables": {"name": "Bo"}, "overrides": {"idle_timeout_s": 7}}))
+    setup = await call_env.prepare(stream_start(direction="outbound", agent_profile="sales", dial_job_id="j1"))
     assert setup.direction == "outbound" and setup.variables == {"name": "Bo"}
     assert setup.profile.idle_timeout_s == 7
     assert setup.profile.greeting_for("outbound", setup.variables).startswith("Hi Bo,")
 
 
 async def test_missing_or_broken_dial_job_is_tolerated(call_env):
-    redis, keys, store, profiles = call_env
-    await redis.hset(keys.dial_job("broken"), mapping={"variables": "{not json", "overrides": "[1]"})
+    await call_env.redis.hset(call_env.keys.dial_job("broken"),
+                              mapping={"id": "broken", "variables": "{not json", "overrides": "[1]"})
     for job in ("absent", "broken"):
-        setup = await prepare_call(stream_start(direction="outbound", agent_profile="sales", dial_job_id=job),
-                                   profiles, redis, keys, store, WorkerSettings())
+        setup = await call_env.prepare(stream_start(direction="outbound", agent_profile="sales", dial_job_id=job))
         assert setup.variables == {} and setup.profile.name == "sales"
 
 
 async def test_idle_timeout_setting_overrides_profiles(call_env):
-    redis, keys, store, profiles = call_env
-    setup = await prepare_call(stream_start(agent_profile="sales"), profiles, redis, keys, store,
-                               WorkerSettings(idle_timeout_s=2.5))
+    setup = await call_env.prepare(stream_start(agent_profile="sales"), WorkerSettings(worker_idle_timeout_s=2.5))
     assert setup.profile.idle_timeout_s == 2.5
 
 
 async def test_existing_context_is_resumed(call_env):
-    redis, keys, store, profiles = call_env
-    await store.checkpoint_context("CA1", [{"role": "user", "content": "hi"}])
-    setup = await prepare_call(stream_start(), profiles, redis, keys, store, WorkerSettings())
+    await call_env.store.checkpoint_context("CA1", [{"role": "user", "content": "hi"}])
+    setup = await call_env.prepare(stream_start())
     assert setup.resumed_messages == [{"role": "user", "content": "hi"}]
 
 
-class RecordingHooks(StreamHooks):
+class RecordingEvents:
+    """What the serializer reports of the call's events, in order."""
+
     def __init__(self) -> None:
         self.events: list[tuple[str, object]] = []
 
     def on_media_sent(self, duration_s: float) -> None:
         self.events.append(("media", round(duration_s, 3)))
+
+    def on_mark_sent(self, name: str) -> None:
+        self.events.append(("mark", name))
 
     def on_clear_sent(self) -> None:
         self.events.append(("clear", None))
@@ -92,9 +103,9 @@ class RecordingHooks(StreamHooks):
 
 
 async def test_serializer_surfaces_marks_stop_dtmf_and_rejects_malformed():
-    hooks = RecordingHooks()
+    recorded = RecordingEvents()
     serializer = VoicebotTwilioSerializer(stream_sid="MZ1", params=VoicebotTwilioSerializer.InputParams(
-        auto_hang_up=False), hooks=hooks)
+        auto_hang_up=False), events=recorded)
     await serializer.setup(FrameProcessorSetup(clock=None, task_manager=None, pipeline_worker=None,
                                                audio_in_sample_rate=8000, audio_out_sample_rate=8000))
     mark = await serializer.deserialize(json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": "u1-c1"}}))
@@ -108,6 +119,6 @@ async def test_serializer_surfaces_marks_stop_dtmf_and_rejects_malformed():
     clear = await serializer.serialize(InterruptionFrame())
     assert json.loads(clear) == {"event": "clear", "streamSid": "MZ1"}
     assert await serializer.deserialize('{"event": "media", "media": {}}') is None
-    assert hooks.events[-1][0] == "error" and "payload" in str(hooks.events[-1][1])
+    assert recorded.events[-1][0] == "error" and "payload" in str(recorded.events[-1][1])
     # after a protocol error the stream is being closed: nothing more is accepted
     assert await serializer.deserialize(json.dumps({"event": "stop", "stop": {}})) is None

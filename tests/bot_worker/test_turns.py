@@ -39,8 +39,8 @@ async def test_vad_settings_detect_caller_speech_within_150ms():
     from voicebot_worker.turns import build_vad
 
     settings = WorkerSettings()
-    vad = build_vad(settings.vad_start_secs, settings.vad_stop_secs, settings.vad_confidence,
-                    settings.vad_min_volume)
+    vad = build_vad(settings.worker_vad_start_secs, settings.worker_vad_stop_secs, settings.worker_vad_confidence,
+                    settings.worker_vad_min_volume)
     vad.set_sample_rate(8000)
     speech = mulaw_to_pcm16(pcm16_to_mulaw(synthesize("wait, one more question", 8000)))
     audio = np.concatenate([np.zeros(8000, np.int16), speech]).astype("<i2").tobytes()

@@ -23,12 +23,14 @@ def new_call_sid() -> str:
     return "CA" + uuid.uuid4().hex
 
 
-async def open_call(base: str, settings, profile: str, **kwargs) -> TwilioPeer:
+async def open_call(base: str, settings, profile: str, params: dict[str, str] | None = None,
+                    **kwargs) -> TwilioPeer:
     call_sid = new_call_sid()
     ticket = issue_ticket(TICKET_SECRET, call_sid, settings.worker_id)
     peer = TwilioPeer(f"{base}/streams/{call_sid}?ticket={ticket}", call_sid,
                       custom_parameters={"direction": "inbound", "from": "+15550001111",
-                                         "to": "+15550002222", "agent_profile": profile}, **kwargs)
+                                         "to": "+15550002222", "agent_profile": profile, **(params or {})},
+                      **kwargs)
     await peer.connect()
     return peer
 
@@ -153,7 +155,7 @@ async def test_forged_ticket_is_rejected_with_1008(worker_factory):
 
 
 async def test_full_worker_refuses_with_1013(worker_factory):
-    base, settings = worker_factory(capacity=1)
+    base, settings = worker_factory(worker_capacity=1)
     first = await open_call(base, settings, "fake-three-turns")
     try:
         await first.wait_for(lambda: first.log.events("media"), timeout=15)
@@ -169,7 +171,7 @@ async def test_full_worker_refuses_with_1013(worker_factory):
 
 
 async def test_malformed_frame_closes_only_that_stream(worker_factory, redis_url, redis_prefix):
-    base, settings = worker_factory(capacity=2)
+    base, settings = worker_factory(worker_capacity=2)
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     bad = await open_call(base, settings, "fake-three-turns")
     good = await open_call(base, settings, "fake-three-turns")
@@ -193,12 +195,12 @@ async def test_malformed_frame_closes_only_that_stream(worker_factory, redis_url
 
 
 async def test_registry_health_and_metrics(worker_factory, redis_url, redis_prefix):
-    base, settings = worker_factory(capacity=3, heartbeat_interval_s=0.2)
+    base, settings = worker_factory(worker_capacity=3, worker_heartbeat_interval_s=0.2)
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     registry = WorkerRegistry(redis, RedisKeys(redis_prefix))
     workers = {w.worker_id: w for w in await registry.list_workers()}
     assert workers[settings.worker_id].capacity == 3
-    assert workers[settings.worker_id].address == settings.advertise_url
+    assert workers[settings.worker_id].address == settings.worker_advertise_url
     http = base.replace("ws://", "http://")
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{http}/healthz")).status_code == 200

@@ -59,3 +59,14 @@ async def test_worker_without_heartbeat_expires(registry):
     assert await registry.list_workers() == []
     with pytest.raises(LookupError):
         await registry.heartbeat("w1")
+
+
+async def test_a_re_registered_worker_holds_its_live_calls_again(registry):
+    await registry.register("w1", "ws://w1", capacity=2)
+    assert await registry.address("w1") == "ws://w1"
+    await registry.register("w1", "ws://w1", capacity=2)  # after its entry expired: slots start empty
+    await registry.hold("w1", {"CA1"})
+    assert await registry.free_slots() == 1
+    assert (await registry.reserve("CA1")).worker_id == "w1"  # the live call keeps its slot
+    assert await registry.free_slots() == 1
+    assert await registry.address("w-gone") is None

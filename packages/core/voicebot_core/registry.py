@@ -129,6 +129,11 @@ class WorkerRegistry:
         worker_id, address = (v.decode() if isinstance(v, bytes) else v for v in result)
         return Reservation(worker_id=worker_id, address=address)
 
+    async def hold(self, worker_id: str, call_sids: set[str]) -> None:
+        """Re-claim slots for calls the worker already runs (after its entry expired)."""
+        if call_sids:
+            await self._redis.sadd(self._keys.worker_calls(worker_id), *call_sids)
+
     async def address(self, worker_id: str) -> str | None:
         """The worker's stream address, None once it left the registry."""
         return await self._redis.hget(self._keys.worker(worker_id), "address")

@@ -15,7 +15,7 @@ def main() -> None:
     from voicebot_worker.app import create_app  # after logging: importing pipecat already logs
 
     app = create_app(settings)
-    serve(app, settings.host, settings.port, drain=app.state.worker.drain, log_level=settings.log_level)
+    serve(app, settings.worker_host, settings.worker_port, drain=app.state.worker.drain, log_level=settings.log_level)
 
 
 if __name__ == "__main__":

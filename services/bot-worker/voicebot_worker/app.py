@@ -15,6 +15,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from voicebot_core import metrics
 from voicebot_core.calls import CallStore
+from voicebot_core.dial_jobs import DialJobReader
 from voicebot_core.logs import call_sid_var
 from voicebot_core.profiles import AgentProfiles
 from voicebot_core.redis_client import connect
@@ -22,14 +23,12 @@ from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
 from voicebot_core.tickets import TICKET_HEADER, TicketError, verify_ticket
 from voicebot_core.twilio_protocol import FrameError, StreamStart, parse_frame, parse_start
-from voicebot_worker.call import CallSession, prepare_call
+from voicebot_core.vocabulary import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN
+from voicebot_worker.call import CallSession
+from voicebot_worker.call_setup import prepare_call
 from voicebot_worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
-
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
-CLOSE_PROTOCOL_ERROR = 1007
 
 
 class WorkerState:
@@ -40,7 +39,8 @@ class WorkerState:
         self.keys = RedisKeys(prefix=settings.redis_prefix)
         self.redis = connect(settings.redis_url)
         self.store = CallStore(self.redis, self.keys)
-        self.registry = WorkerRegistry(self.redis, self.keys, heartbeat_ttl_s=settings.heartbeat_ttl_s)
+        self.dial_jobs = DialJobReader(self.redis, self.keys)
+        self.registry = WorkerRegistry(self.redis, self.keys, heartbeat_ttl_s=settings.worker_heartbeat_ttl_s)
         self.profiles = AgentProfiles.load(settings.agent_profiles_path)
         self.calls: dict[str, CallSession | None] = {}  # None while the stream is still starting
         self.draining = False
@@ -51,44 +51,45 @@ class WorkerState:
 
     @property
     def free_slots(self) -> int:
-        return 0 if self.draining else max(0, self.settings.capacity - len(self.calls))
+        return 0 if self.draining else max(0, self.settings.worker_capacity - len(self.calls))
 
     def update_gauges(self) -> None:
         if self.calls:
             self.no_calls.clear()
         else:
             self.no_calls.set()
-        metrics.WORKER_CAPACITY.set(self.settings.capacity)
+        metrics.WORKER_CAPACITY.set(self.settings.worker_capacity)
         metrics.WORKER_FREE_SLOTS.set(self.free_slots)
         metrics.WORKER_DRAINING.set(int(self.draining))
 
     async def start(self) -> None:
-        if self.settings.preload_local_models:
+        if self.settings.worker_preload_local_models:
             from voicebot_worker.providers.local import preload
 
             await asyncio.to_thread(preload, self.settings)
-        await self.registry.register(self.settings.worker_id, self.settings.advertise_url, self.settings.capacity)
+        settings = self.settings
+        await self.registry.register(settings.worker_id, settings.worker_advertise_url, settings.worker_capacity)
         metrics.WORKER_HEARTBEAT.set_to_current_time()  # registering writes the first heartbeat
         self.registered = True
         self.update_gauges()
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
         log.info("worker %s registered at %s (capacity %d)", self.settings.worker_id,
-                 self.settings.advertise_url, self.settings.capacity)
+                 self.settings.worker_advertise_url, self.settings.worker_capacity)
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            await asyncio.sleep(self.settings.worker_heartbeat_interval_s)
             try:
                 await self.registry.heartbeat(self.settings.worker_id)
                 metrics.WORKER_HEARTBEAT.set_to_current_time()
             except LookupError:
                 # Our entry expired (e.g. Redis restarted): register again and re-claim live calls.
                 log.warning("registry entry expired; registering again")
-                await self.registry.register(self.settings.worker_id, self.settings.advertise_url,
-                                             self.settings.capacity)
+                await self.registry.register(self.settings.worker_id, self.settings.worker_advertise_url,
+                                             self.settings.worker_capacity)
                 metrics.WORKER_HEARTBEAT.set_to_current_time()
                 if self.calls:
-                    await self.redis.sadd(self.keys.worker_calls(self.settings.worker_id), *self.calls)
+                    await self.registry.hold(self.settings.worker_id, set(self.calls))
                 if self.draining:
                     await self.registry.set_draining(self.settings.worker_id)
             except Exception:
@@ -102,7 +103,7 @@ class WorkerState:
             await self.registry.set_draining(self.settings.worker_id)
         log.info("draining: waiting for %d live calls", len(self.calls))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.no_calls.wait(), timeout=self.settings.drain_timeout_s)
+            await asyncio.wait_for(self.no_calls.wait(), timeout=self.settings.worker_drain_timeout_s)
         if self.calls:
             log.warning("drain timeout: ending %d calls", len(self.calls))
             for session in [s for s in self.calls.values() if s is not None]:
@@ -164,7 +165,7 @@ def create_app(settings: WorkerSettings | None = None) -> FastAPI:
             log.warning("stream refused: %s", exc)
             await websocket.close(code=CLOSE_POLICY, reason=str(exc))
             return
-        if state.draining or len(state.calls) >= settings.capacity or call_sid in state.calls:
+        if state.draining or len(state.calls) >= settings.worker_capacity or call_sid in state.calls:
             reason = ("worker is draining" if state.draining else
                       "call already attached" if call_sid in state.calls else "worker is full")
             log.info("stream refused: %s", reason)
@@ -184,10 +185,10 @@ def create_app(settings: WorkerSettings | None = None) -> FastAPI:
 
     async def _run_call(websocket: WebSocket, call_sid: str) -> None:
         try:
-            start = await read_stream_start(websocket, settings.stream_start_timeout_s)
+            start = await read_stream_start(websocket, settings.worker_stream_start_timeout_s)
             if start.call_sid != call_sid:
                 raise FrameError(f"start is for call {start.call_sid}, not {call_sid}")
-            setup = await prepare_call(start, state.profiles, state.redis, state.keys, state.store, settings)
+            setup = await prepare_call(start, state.profiles, state.dial_jobs, state.store, settings)
         except (FrameError, TimeoutError, KeyError, WebSocketDisconnect) as exc:
             reason = f"bad stream start: {exc}" if not isinstance(exc, TimeoutError) else "no start frame"
             log.warning("stream closed: %s", reason)
@@ -218,7 +219,7 @@ def create_app(settings: WorkerSettings | None = None) -> FastAPI:
     async def readyz() -> JSONResponse:
         ready = state.registered and not state.draining
         body = {"ready": ready, "draining": state.draining, "registered": state.registered,
-                "calls": len(state.calls), "capacity": settings.capacity}
+                "calls": len(state.calls), "capacity": settings.worker_capacity}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")

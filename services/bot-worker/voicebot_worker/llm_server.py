@@ -69,7 +69,7 @@ def build_params(args: argparse.Namespace):  # -> xllamacpp.CommonParams
 # Qwen2.5(-Coder) GGUF templates show the tool-call format inside a Jinja string literal, where `{{`
 # is not an expression but literal text, and the model imitates it: `{{"name": ...}}`. Repaired, the
 # 1.5B model writes `{"name": ...}` (still without <tool_call> tags, so llama.cpp returns it as text;
-# providers.local.LocalOpenAILLMService turns it into a function call).
+# providers.local_llm.LocalOpenAILLMService turns it into a function call).
 TOOL_EXAMPLE_WITH_DOUBLE_BRACES = '{{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}}'
 TOOL_EXAMPLE = '{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}'
 

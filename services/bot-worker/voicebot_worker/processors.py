@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -22,24 +20,15 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.text.base_text_aggregator import TextType
 
+from voicebot_worker.events import CallEvents
 from voicebot_worker.marks import MarkTracker, SpeechIntent
 from voicebot_worker.serializer import TwilioMarkFrame, TwilioStopFrame, mark_frame
-
-
-class SessionEvents(Protocol):
-    def on_mark_echo(self, name: str) -> None: ...
-    def on_stream_stop(self) -> None: ...
-    def on_dtmf(self, digit: str) -> None: ...
-    def on_bot_started_speaking(self) -> None: ...
-    def on_bot_stopped_speaking(self) -> None: ...
-    def on_vad_stopped(self, stop_secs: float) -> None: ...
-    def on_metrics(self, frame: MetricsFrame) -> None: ...
 
 
 class StreamEventsProcessor(FrameProcessor):
     """Right after transport.input(): consumes Twilio `mark` echoes and `stop`."""
 
-    def __init__(self, events: SessionEvents) -> None:
+    def __init__(self, events: CallEvents) -> None:
         super().__init__(name="stream-events")
         self._events = events
 
@@ -88,7 +77,7 @@ class SpeechMonitor(FrameProcessor):
     """Between TTS and transport.output(): sends a Twilio `mark` behind every spoken chunk and
     reports bot speaking state, VAD stops and service metrics to the session."""
 
-    def __init__(self, tracker: MarkTracker, stream_sid: str, events: SessionEvents) -> None:
+    def __init__(self, tracker: MarkTracker, stream_sid: str, events: CallEvents) -> None:
         super().__init__(name="speech-monitor")
         self._tracker = tracker
         self._stream_sid = stream_sid

@@ -12,6 +12,7 @@ from pipecat.frames.frames import AudioRawFrame, Frame, InterruptionFrame, Outpu
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
 from voicebot_core.twilio_protocol import FrameError, parse_frame
+from voicebot_worker.events import CallEvents
 
 
 @dataclass
@@ -26,19 +27,10 @@ class TwilioStopFrame(SystemFrame):
     """Twilio ended the media stream (the call hung up or was redirected)."""
 
 
-class StreamHooks:
-    """Callbacks the call session installs; default no-ops keep the serializer usable alone."""
-
-    def on_media_sent(self, duration_s: float) -> None: ...
-    def on_clear_sent(self) -> None: ...
-    def on_mark_sent(self, name: str) -> None: ...
-    def on_protocol_error(self, reason: str) -> None: ...
-
-
 class VoicebotTwilioSerializer(TwilioFrameSerializer):
-    def __init__(self, *args, hooks: StreamHooks | None = None, **kwargs) -> None:
+    def __init__(self, *args, events: CallEvents, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.hooks = hooks or StreamHooks()
+        self._events = events
         self._failed = False
 
     def disable_hang_up(self) -> None:
@@ -50,11 +42,11 @@ class VoicebotTwilioSerializer(TwilioFrameSerializer):
         if payload is None:
             return None
         if isinstance(frame, AudioRawFrame) and frame.sample_rate:
-            self.hooks.on_media_sent(len(frame.audio) / (2 * frame.num_channels * frame.sample_rate))
+            self._events.on_media_sent(len(frame.audio) / (2 * frame.num_channels * frame.sample_rate))
         elif isinstance(frame, InterruptionFrame):
-            self.hooks.on_clear_sent()
+            self._events.on_clear_sent()
         elif isinstance(frame, OutputTransportMessageFrame) and frame.message.get("event") == "mark":
-            self.hooks.on_mark_sent(str(frame.message.get("mark", {}).get("name", "")))
+            self._events.on_mark_sent(str(frame.message.get("mark", {}).get("name", "")))
         return payload
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
@@ -64,7 +56,7 @@ class VoicebotTwilioSerializer(TwilioFrameSerializer):
             message = parse_frame(data, started=True)
         except FrameError as exc:
             self._failed = True
-            self.hooks.on_protocol_error(str(exc))
+            self._events.on_protocol_error(str(exc))
             return None
         if message.event in ("media", "dtmf"):
             return await super().deserialize(data)

@@ -16,7 +16,7 @@ from voicebot_worker.providers import local
 
 
 def test_missing_models_name_the_make_target(tmp_path: Path) -> None:
-    empty = SimpleNamespace(models_dir=str(tmp_path), llm_base_url=None)
+    empty = SimpleNamespace(models_dir=str(tmp_path), worker_llm_base_url=None)
     with pytest.raises(local.MissingModelError, match="make models"):
         local.build_local_services(AgentProfile(name="x", providers="local"), empty)
     with pytest.raises(local.MissingModelError, match="make models"):

@@ -21,7 +21,7 @@ from pipecat.services.llm_service import FunctionCallParams
 from pipecat.tests.utils import run_test
 
 from helpers.servers import uvicorn_thread
-from voicebot_worker.providers import local
+from voicebot_worker.providers import local_llm
 
 
 class ScriptedReplies:
@@ -69,7 +69,7 @@ def scripted() -> Iterator[tuple[ScriptedReplies, str]]:
 
 async def run_turn(base_url: str) -> tuple[list[str], list[str]]:
     """One LLM turn; returns (spoken text frames, names of functions that ran)."""
-    llm = local.build_llm(SimpleNamespace(llm_base_url=base_url), {})
+    llm = local_llm.build_llm(SimpleNamespace(worker_llm_base_url=base_url), {})
     calls: list[str] = []
 
     async def end_call(params: FunctionCallParams) -> None:
@@ -120,7 +120,7 @@ async def test_other_json_or_a_brace_opening_is_spoken(scripted) -> None:
 
 async def test_prefill_sends_the_call_prompt_and_tools_for_one_token(scripted) -> None:
     replies, base_url = scripted
-    llm = local.build_llm(SimpleNamespace(llm_base_url=base_url), {})
+    llm = local_llm.build_llm(SimpleNamespace(worker_llm_base_url=base_url), {})
     end_call = FunctionSchema(name="end_call", description="End the call.", properties={}, required=[])
     context = LLMContext(messages=[{"role": "system", "content": "You are Robin."},
                                    {"role": "assistant", "content": "Hello, this is Robin."}],

@@ -38,7 +38,7 @@ from helpers.servers import ROOT, free_port
 from voicebot_core import audio
 from voicebot_core.profiles import AgentProfile
 from voicebot_emulator.neural_voice import HibariVoice, PiperVoice
-from voicebot_worker.providers import local
+from voicebot_worker.providers import local, local_llm
 
 pytestmark = pytest.mark.models
 
@@ -57,7 +57,7 @@ def models_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def settings(models_dir: Path) -> SimpleNamespace:
-    return SimpleNamespace(models_dir=str(models_dir), llm_base_url=None)
+    return SimpleNamespace(models_dir=str(models_dir), worker_llm_base_url=None)
 
 
 def words(text: str) -> set[str]:
@@ -167,8 +167,8 @@ def llm_server(models_dir: Path) -> Iterator[str]:
 
 
 async def test_llm_server_streams_a_completion_to_pipecat(settings, llm_server: str) -> None:
-    llm_settings = SimpleNamespace(models_dir=settings.models_dir, llm_base_url=llm_server)
-    llm = local.build_llm(llm_settings, {"max_tokens": 24})
+    llm_settings = SimpleNamespace(models_dir=settings.models_dir, worker_llm_base_url=llm_server)
+    llm = local_llm.build_llm(llm_settings, {"max_tokens": 24})
     question = "In one short sentence: what is the capital of France?"
     context = LLMContext(messages=[{"role": "user", "content": question}])
     down, _ = await run_test(llm, frames_to_send=[LLMContextFrame(context)], expected_down_frames=None,

@@ -111,7 +111,7 @@ class FakeSTT(SegmentedSTTService):
     @traced_stt
     async def _handle_transcription(self, transcript: str, is_final: bool, language: Any = None) -> None:
         """Marker for pipecat's STT tracing: the decorator wraps push_frame to open an `stt` span per
-        transcript (a no-op unless the worker runs with enable_tracing)."""
+        transcript (a no-op unless the PipelineWorker runs with enable_tracing)."""
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         speech_s = len(audio) / (2 * self.sample_rate) - self._trailing_silence_secs
@@ -180,7 +180,7 @@ class FakeLLM(LLMService):
             await self.stop_processing_metrics()
             await self.push_frame(LLMFullResponseEndFrame())
 
-    @traced_llm  # an `llm` span per completion when the worker runs with enable_tracing
+    @traced_llm  # an `llm` span per completion when the PipelineWorker runs with enable_tracing
     async def _process_context(self, context: Any) -> None:
         messages = context.get_messages()
         await asyncio.sleep(self._ttfb_s)
@@ -220,7 +220,7 @@ class FakeTTS(TTSService):
         for text in texts:
             await asyncio.to_thread(_formant_pcm, text, sample_rate)
 
-    @traced_tts  # a `tts` span per utterance when the worker runs with enable_tracing
+    @traced_tts  # a `tts` span per utterance when the PipelineWorker runs with enable_tracing
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         await self.start_tts_usage_metrics(text)
         started = asyncio.get_running_loop().time()

@@ -10,7 +10,12 @@ PY := $(VENV)/bin/python
 TOOLS_DIR := $(CACHE_DIR)/tools
 export VOICEBOT_MODELS_DIR ?= $(CACHE_DIR)/models
 export VOICEBOT_TOOLS_DIR := $(TOOLS_DIR)
-export PYTHONPATH := packages/core:packages/emulator:packages/cli:packages/devstack:services/gateway:services/bot-worker:services/dialer
+# The source folders, absolute, from pyproject.toml (their only list; nothing is pip-installed
+# into the venv, which other clones share).
+export PYTHONPATH := $(shell $(PYTHON) scripts/pythonpath.py)
+ifeq ($(PYTHONPATH),)
+$(error scripts/pythonpath.py failed: PYTHON=$(PYTHON) must be Python 3.11+ (tomllib))
+endif
 export HF_HUB_OFFLINE := 1
 PYTEST_ARGS ?=
 
@@ -18,7 +23,7 @@ print-venv:
 	@echo $(VENV)
 
 print-pythonpath:
-	@echo $(abspath $(subst :, ,$(PYTHONPATH))) | tr ' ' ':'
+	@echo $(PYTHONPATH)
 
 .PHONY: print-venv print-pythonpath help venv deps models models-small lint check-deploy check-observability test demo up down \
         bench render-k8s lock clean
@@ -84,6 +89,7 @@ bench: venv deps models
 	$(PY) bench/call_latency.py --mode local
 	$(PY) bench/voice_to_voice.py --turns 4
 	$(PY) bench/dialer_bench.py
+	$(PY) bench/gateway.py
 
 lock: venv
 	$(PY) -m pip freeze --exclude-editable > requirements.lock

@@ -35,7 +35,7 @@ def test_make_and_the_script_print_the_pytest_list():
 
 def test_devstack_starts_processes_with_the_same_list():
     # voicebot_devstack.processes (and tests/helpers through it) sets PYTHONPATH for the processes it
-    # starts; until it reads pyproject.toml itself, it must at least agree with it.
+    # starts, read from pyproject.toml like everything else.
     from voicebot_devstack.processes import SOURCE_DIRS
 
     assert list(SOURCE_DIRS) == SOURCES

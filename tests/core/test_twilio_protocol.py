@@ -1,5 +1,6 @@
 import base64
 import json
+import random
 
 import pytest
 
@@ -7,6 +8,7 @@ from voicebot_core.twilio_protocol import (
     FrameError,
     clear_message,
     decode_media_payload,
+    is_plain_media,
     mark_message,
     media_message,
     parse_frame,
@@ -61,3 +63,75 @@ def test_outbound_messages_have_twilio_shape():
     assert json.loads(clear_message("MZ1")) == {"event": "clear", "streamSid": "MZ1"}
     payload = json.loads(media_message("MZ1", b"\xff"))["media"]["payload"]
     assert base64.b64decode(payload) == b"\xff"
+
+
+# The relay's fast check of media frames: never accepts what parse_frame rejects -----------------
+PAYLOAD = base64.b64encode(bytes([0xFF]) * 160).decode()
+TWILIO_MEDIA = {"event": "media", "sequenceNumber": "4", "media": {
+    "track": "inbound", "chunk": "3", "timestamp": "66", "payload": PAYLOAD}, "streamSid": "MZ" + "b" * 32}
+COMPACT = json.dumps(TWILIO_MEDIA, separators=(",", ":")).encode()
+SPACED = json.dumps({"event": "media", "sequenceNumber": "4", "streamSid": "MZ1",
+                     "media": {"track": "inbound", "payload": PAYLOAD, "chunk": "3"}}, indent=1).encode()
+
+
+def _full_parser_accepts_media(data: bytes) -> bool:
+    try:
+        text = data.decode("utf-8")  # what a WebSocket text frame must be
+        return parse_frame(text, started=True).event == "media"
+    except (FrameError, UnicodeDecodeError):
+        return False
+
+
+@pytest.mark.parametrize("data", [COMPACT, SPACED, media_message("MZ1", bytes(160)).encode(),
+                                  b' {"event":"media","media":{"payload":""}} \r\n'])
+def test_fast_check_takes_the_frames_twilio_sends(data):
+    assert is_plain_media(data) and _full_parser_accepts_media(data)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"event":"media","event":"teleport","media":{"payload":"AAAA"}}',  # duplicate key: the last wins
+    b'{"event":"media","media":{"payload":"AAAA"},"media":1}',
+    b'{"event":"media","media":{"payload":"AAAA","payload":1}}',
+    b'{"event":"media","media":{"payload":"AA\\"AA"}}',
+    b'{"event":"media","media":{"payload":"AA\\u0041"}}',
+    b'{"event":"media","media":{"payload":"AA\xc3\xa9"}}',
+    b'{"event":"media","media":{"payload":"AAAA"}',
+    b'{"event":"media","media":{"payload":"AAAA"}}}',
+    b'\x0b{"event":"media","media":{"payload":"AAAA"}}',  # not JSON whitespace
+    b'{"event":"media","media":{"payload":"AAAA"}},',
+    b'{"event":"media","media":{"payload":"' + b"A" * 21848 + b'"}}',  # over the payload limit
+    b'{"event":"media","sequenceNumber":"1",' * 2000 + b'"media":{"payload":"AAAA"}}',  # over the frame limit
+    b'{"event":"media","sequenceNumber":4,"media":{"payload":"AAAA"}}',  # numbers: not the plain shape
+    b'{"event":"mark","mark":{"name":"x"}}',
+    b'{"event":"stop","stop":{}}',
+])
+def test_fast_check_leaves_anything_else_to_the_parser(data):
+    assert not is_plain_media(data)
+
+
+def test_fast_check_never_accepts_what_the_parser_rejects():
+    """Seeded mutation fuzzing around the accepted shapes: every mutant the fast check takes,
+    parse_frame takes too. (The converse is not required: parse_frame is the fallback.)"""
+    rng = random.Random(17)
+    alphabet = b'{}[]:,"\\ \t\n\r\x0b\x00\xc3\xa9AZaz09+/=.-_emdiaventpyloMZ'
+    seeds = [COMPACT, SPACED, b'{"event":"media","media":{"payload":"AAAA"}}']
+    accepted = 0
+    for i in range(20_000):
+        data = bytearray(seeds[i % len(seeds)])
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data) + 1)
+            op = rng.random()
+            if op < 0.4:
+                data[at:at] = bytes([rng.choice(alphabet)])
+            elif op < 0.7 and at < len(data):
+                del data[at:at + rng.randint(1, 12)]
+            elif at < len(data):
+                data[at] = rng.choice(alphabet)
+            else:  # duplicate a slice: repeated keys and members
+                cut = rng.randrange(len(data))
+                data[at:at] = data[cut:cut + rng.randint(1, 40)]
+        mutant = bytes(data)
+        if is_plain_media(mutant):
+            accepted += 1
+            assert _full_parser_accepts_media(mutant), mutant
+    assert accepted > 500  # the fuzzing does reach the fast path's edges

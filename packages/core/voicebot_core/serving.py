@@ -42,10 +42,12 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(app: object, host: str, port: int, drain: DrainHook, log_level: str = "info") -> None:
+def serve(app: object, host: str, port: int, drain: DrainHook, log_level: str = "info",
+          ws: type[asyncio.Protocol] | str = "auto") -> None:
+    """`ws`: uvicorn's WebSocket protocol (the gateway passes its media relay)."""
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level.lower(), lifespan="on",
         ws_ping_interval=20, ws_ping_timeout=20, timeout_graceful_shutdown=30, access_log=False,
-        log_config=None,
+        log_config=None, ws=ws,
     )
     DrainingServer(config, drain).run()

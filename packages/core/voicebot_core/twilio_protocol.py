@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,59 @@ def parse_frame(text: str | bytes, *, started: bool, max_chars: int = MAX_FRAME_
     elif event in ("dtmf", "mark") and not isinstance(data.get(event), dict):
         raise FrameError(f"{event} frame without its {event} object")
     return InboundFrame(event=event, data=data)
+
+
+# The relay's hot path checks a `media` frame without decoding the JSON document: one regular
+# expression over the raw bytes up to the payload's opening quote, a byte translation over the
+# payload (base64 characters only) and one from its closing quote to the end. What passes is a
+# strict subset of what `parse_frame(..., started=True)` accepts: plain JSON (strings without
+# escapes, only JSON's own whitespace), `event` first and equal to "media", exactly one `media`
+# object holding exactly one string `payload` within the size limit, and only the other keys
+# Twilio sends (their duplicates do not change what parse_frame decides). Anything else goes to
+# parse_frame, which has the final say (tests/core/test_twilio_protocol.py checks the subset).
+def _media_frame_parts(ws: bytes) -> tuple[Any, Any]:
+    """(match up to the payload's opening quote, fullmatch from its closing quote), with `ws`
+    allowed between tokens."""
+    plain = rb'"[A-Za-z0-9_.:+\-]{0,64}"'
+    top_member = rb'"(?:sequenceNumber|streamSid)"' + ws + rb":" + ws + plain
+    media_member = rb'"(?:track|chunk|timestamp)"' + ws + rb":" + ws + plain
+    before = re.compile(
+        ws + rb"\{" + ws + rb'"event"' + ws + rb":" + ws + rb'"media"'
+        + rb"(?:" + ws + rb"," + ws + top_member + rb")*"
+        + ws + rb"," + ws + rb'"media"' + ws + rb":" + ws + rb"\{" + ws
+        + rb"(?:" + media_member + ws + rb"," + ws + rb")*"
+        + rb'"payload"' + ws + rb":" + ws + rb'"'
+    )
+    after = re.compile(
+        rb'"(?:' + ws + rb"," + ws + media_member + rb")*" + ws + rb"\}"
+        + rb"(?:" + ws + rb"," + ws + top_member + rb")*" + ws + rb"\}" + ws
+    )
+    return before.match, after.fullmatch
+
+
+# Twilio's own compact form first (twice as fast to match), then any JSON whitespace.
+_COMPACT_BEFORE, _COMPACT_AFTER = _media_frame_parts(b"")
+_SPACED_BEFORE, _SPACED_AFTER = _media_frame_parts(rb"[ \t\n\r]*")
+_BASE64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def is_plain_media(data: bytes) -> bool:
+    """True when `data` (a text frame's bytes) is a media frame that `parse_frame(data,
+    started=True)` accepts, told without parsing it. False says nothing: ask parse_frame."""
+    if len(data) > MAX_FRAME_CHARS:
+        return False
+    after = _COMPACT_AFTER
+    head = _COMPACT_BEFORE(data)
+    if head is None:
+        after = _SPACED_AFTER
+        head = _SPACED_BEFORE(data)
+        if head is None:
+            return False
+    start = head.end()
+    end = data.find(b'"', start)
+    if end < 0 or (end - start) * 3 // 4 > MAX_MEDIA_PAYLOAD_BYTES or data[start:end].translate(None, _BASE64_CHARS):
+        return False
+    return after(data, end) is not None
 
 
 def parse_start(frame: InboundFrame) -> StreamStart:

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voicebot_core.calls import CallStore
 from voicebot_core.dial_jobs import DialJobReader
 from voicebot_core.profiles import AgentProfiles
-from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
 from voicebot_core.signatures import SignatureChecker
@@ -31,7 +31,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = connect(settings.redis_url)
+        # Calls start and end in bursts (hundreds of streams per process): wait for a pooled
+        # connection rather than failing with "Too many connections" (the default pool raises).
+        redis = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, decode_responses=True, health_check_interval=30,
+            max_connections=settings.gateway_redis_max_connections, timeout=10))
         keys = RedisKeys(settings.redis_prefix)
         token = settings.twilio_auth_token.get_secret_value()
         state = GatewayState(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from voicebot_core.settings import CommonSettings
@@ -21,3 +23,10 @@ class GatewaySettings(CommonSettings):
     gateway_worker_attempts: int = Field(3, description="Workers tried before the caller gets the busy message.")
     gateway_busy_message: str = "Sorry, all of our agents are busy right now. Please call again later."
     gateway_validate_signatures: bool = Field(True, description="Never disable in production.")
+    gateway_redis_max_connections: int = Field(
+        100, description="Redis connections per gateway process; more requests wait for one.")
+    gateway_media_path: Literal["relay", "asgi"] = Field(
+        "relay",
+        description="relay: media streams relayed frame by frame at the byte level (media_relay.py); "
+        "asgi: through the FastAPI route (stream_relay.py), several times the CPU per stream.",
+    )

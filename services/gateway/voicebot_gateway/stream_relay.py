@@ -95,7 +95,7 @@ async def _open_worker(state: GatewayState, call_sid: str, preferred: str,
     return None
 
 
-async def _say_busy(state: GatewayState, call_sid: str) -> None:
+async def say_busy(state: GatewayState, call_sid: str) -> None:
     """No worker free: Twilio speaks the busy message and hangs up (the stream ends)."""
     metrics.NO_CAPACITY.inc()
     await state.calls.add_event(call_sid, "no-capacity")
@@ -194,7 +194,7 @@ async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
                 opened = await _open_worker(state, call_sid, preferred, skip)
                 if opened is None:
                     if not attached_once:
-                        await _say_busy(state, call_sid)
+                        await say_busy(state, call_sid)
                     else:
                         await state.calls.add_event(call_sid, "failover-failed")
                     await ws.close(code=CLOSE_NORMAL)
@@ -235,8 +235,12 @@ async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
         with contextlib.suppress(Exception):
             await ws.close(code=CLOSE_INTERNAL_ERROR)
     finally:
-        if worker_id:
-            await state.registry.release(worker_id, call_sid)
-        await state.calls.add_event(call_sid, "stream-ended", worker_id=worker_id)
-        metrics.STREAMS_ACTIVE.dec()
-        state.stream_closed()
+        try:
+            if worker_id:
+                await state.registry.release(worker_id, call_sid)
+            await state.calls.add_event(call_sid, "stream-ended", worker_id=worker_id)
+        except Exception as exc:  # Redis trouble must not leave the stream counted (drain waits on it)
+            log.error("could not record the end of the stream: %s", exc)
+        finally:
+            metrics.STREAMS_ACTIVE.dec()
+            state.stream_closed()

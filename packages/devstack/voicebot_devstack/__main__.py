@@ -1,4 +1,7 @@
-"""`python -m voicebot_devstack up|down|status|demo`: the stack on this machine."""
+"""`python -m voicebot_devstack up|down|status|demo`: the stack on this machine.
+
+`up` and `demo` read the environment and an optional `.env` (environment.py, `.env.example`): with
+your Twilio credentials and a tunnel's URL, `up` answers real calls to your number."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from voicebot_devstack import environment
 from voicebot_devstack.processes import ROOT
 from voicebot_devstack.stack import Stack, StackConfig
 
@@ -24,17 +28,34 @@ def up(args: argparse.Namespace) -> int:
     if (RUN_DIR / "stack.json").exists() and status(args, quiet=True) == 0:
         print("the stack is already up (make down to stop it)")
         return 0
+    try:
+        config = environment.load(args.env_file)
+    except environment.ConfigError as exc:
+        print(f"configuration: {exc}", file=sys.stderr)
+        return 2
     llm = None if args.no_llm else _models_dir() / "qwen2.5-1.5b" / "model.gguf"
     if llm is not None and not llm.exists():
         print(f"no local LLM at {llm}: run `make models` first", file=sys.stderr)
         return 2
-    stack = Stack(StackConfig(run_dir=RUN_DIR, workers=args.workers, llm_model=llm, dialer=not args.no_dialer,
-                              fixed_ports=True)).start(detach=True)
-    print(json.dumps(stack.urls, indent=2))
-    print(f"logs in {RUN_DIR / 'logs'}; place a call with:\n"
-          f"  bin/voicebot-emulator call --emulator {stack.urls['emulator']} --to +15550100000 --script demo\n"
-          f"dial out with:\n  VOICEBOT_API_KEY={stack.api_key} bin/voicebot dial +15557000006 --agent sales "
-          f"--var name=Sam   (with `make up` the dialer runs too)")
+    stack_config = environment.stack_config(config, StackConfig(
+        run_dir=RUN_DIR, workers=args.workers, llm_model=llm, dialer=not args.no_dialer, fixed_ports=True))
+    stack = Stack(stack_config).start(detach=True)
+    print("\n".join(environment.banner(config, stack.urls["gateway"], local_llm=llm is not None)))
+    print("\nservices:")
+    for name, url in stack.urls.items():
+        print(f"  {name:16} {url}")
+    print(f"logs in {RUN_DIR / 'logs'}")
+    through = " (through your public URL)" if config.public_base_url else ""
+    print(f"place a simulated call{through} with:\n"
+          f"  bin/voicebot-emulator call --emulator {stack.urls['emulator']} --to +15550100000 --script demo")
+    if config.real_twilio:
+        print("answer real calls: `bin/voicebot numbers list`, `bin/voicebot numbers connect +1YOURNUMBER "
+              "[--profile NAME]`, then call that number from your phone")
+        print(f"dial out (a real, billed call; trial accounts reach verified numbers only):\n"
+              f"  VOICEBOT_API_KEY={stack.api_key} bin/voicebot dial +1YOURPHONE --from +1YOURNUMBER --agent NAME")
+    else:
+        print(f"dial out with:\n  VOICEBOT_API_KEY={stack.api_key} bin/voicebot dial +15557000006 --agent sales "
+              f"--var name=Sam   (with `make up` the dialer runs too)")
     return 0
 
 
@@ -89,12 +110,20 @@ def main() -> int:
     up_parser.add_argument("--no-llm", action="store_true", help="no local LLM server (fake profiles only)")
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="which processes are up")
-    sub.add_parser("demo", help="a whole simulated call on the local models")
+    demo_parser = sub.add_parser("demo", help="a whole simulated call on the local models")
+    for command in (up_parser, demo_parser):
+        command.add_argument("--env-file", type=Path, default=environment.ENV_FILE,
+                             help="VOICEBOT_* settings (default: .env at the repository root, if present)")
     args = parser.parse_args()
     if args.command == "demo":
         from voicebot_devstack.demo import run_demo
 
-        return run_demo(_models_dir())
+        try:
+            config = environment.load(args.env_file).for_simulated_calls()
+        except environment.ConfigError as exc:
+            print(f"configuration: {exc}", file=sys.stderr)
+            return 2
+        return run_demo(_models_dir(), config)
     return {"up": up, "down": down, "status": status}[args.command](args)
 
 

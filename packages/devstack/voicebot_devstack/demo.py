@@ -18,11 +18,13 @@ import redis
 from voicebot_core.calls import CallRecordReader
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.vocabulary import is_terminal_status
+from voicebot_devstack import environment
 from voicebot_devstack.processes import ROOT
 from voicebot_devstack.stack import Stack, StackConfig
 from voicebot_devstack.turns import percentile, turn_latencies
 
-CALLER, CALLED = "+15550001111", "+15550100000"  # CALLED is not mapped: the default (local) profile
+# CALLED is not mapped: the default profile (local models), or VOICEBOT_AGENT_PROFILE's
+CALLER, CALLED = "+15550001111", "+15550100000"
 SCRIPT = "demo"
 MIN_TURNS = 3
 
@@ -54,35 +56,39 @@ class LiveTranscript:
             self.agent_printed += 1
 
 
-def run_demo(models_dir: Path) -> int:
+def run_demo(models_dir: Path, settings: environment.LocalConfig | None = None) -> int:
+    """`settings`: provider keys and the answering profile from the environment / .env (the call
+    itself always goes through the emulator)."""
+    settings = settings or environment.LocalConfig()
     llm = models_dir / "qwen2.5-1.5b" / "model.gguf"
     if not llm.exists():
         print(f"no local LLM at {llm}: run `make models`", file=sys.stderr)
         return 2
     run_dir = ROOT / "run" / "demo"
-    config = StackConfig(run_dir=run_dir, workers=1, llm_model=llm, redis_prefix=f"demo-{int(time.time())}",
-                         extra_env={"VOICEBOT_WORKER_PRELOAD_LOCAL_MODELS": "true",
-                                    "VOICEBOT_MODELS_DIR": str(models_dir)})
+    config = environment.stack_config(settings, StackConfig(
+        run_dir=run_dir, workers=1, llm_model=llm, redis_prefix=f"demo-{int(time.time())}",
+        extra_env={"VOICEBOT_WORKER_PRELOAD_LOCAL_MODELS": "true", "VOICEBOT_MODELS_DIR": str(models_dir)}))
     print("starting Redis (if none), the Twilio emulator, the gateway, a bot-worker and the LLM server ...",
           flush=True)
     started = time.monotonic()
     stack = Stack(config)
     try:
         stack.start()
+        print("\n".join(environment.banner(settings, stack.urls["gateway"], local_llm=True, simulated_only=True)))
         print(f"stack up in {time.monotonic() - started:.1f} s; logs in {run_dir / 'logs'}\n", flush=True)
-        return _call(stack)
+        return _call(stack, settings.answering_profile())
     finally:
         print("\nstopping everything the demo started ...", flush=True)
         stack.stop()
 
 
-def _call(stack: Stack) -> int:
+def _call(stack: Stack, profile: str = "default") -> int:
     emulator = httpx.Client(base_url=stack.urls["emulator"], timeout=30)
     keys = RedisKeys(stack.config.redis_prefix)
     calls = CallRecordReader(redis.Redis.from_url(stack.redis_url, decode_responses=True), keys)
     call_sid = emulator.post("/emulator/calls", json={"from": CALLER, "to": CALLED, "script": SCRIPT}
                              ).raise_for_status().json()["call_sid"]
-    print(f"simulated call {call_sid}: {CALLER} -> {CALLED} (agent profile: default, local models)\n")
+    print(f"simulated call {call_sid}: {CALLER} -> {CALLED} (agent profile: {profile})\n")
     live = LiveTranscript(calls, call_sid)
     deadline = time.monotonic() + 300
     report: dict = {}

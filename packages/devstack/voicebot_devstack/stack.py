@@ -1,5 +1,11 @@
 """The platform on one machine: Redis, the Twilio emulator, gateway, bot-workers and, when
-asked, the local LLM server and the dialer (API + Celery worker)."""
+asked, the local LLM server and the dialer (API + Celery worker).
+
+By default the services play against the emulator with a throwaway account. Given your Twilio
+account (`account_sid`, `auth_token`, `twilio_api_base_url`: environment.LocalConfig) they talk to
+that Twilio instead, and a `public_base_url` (an https tunnel to the gateway) is the URL Twilio
+signs and streams to; the emulator still runs and reaches the gateway through that URL too.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,10 @@ class StackConfig:
     redis_prefix: str = "voicebot"
     extra_env: dict[str, str] = field(default_factory=dict)
     dialer_metrics_port: int = 0  # the dialer Celery worker's /metrics; 0: not served
+    account_sid: str = ACCOUNT_SID
+    auth_token: str = ""  # empty: a random one (the emulator's)
+    twilio_api_base_url: str | None = None  # None: the stack's emulator
+    public_base_url: str = ""  # the gateway as Twilio reaches it (a tunnel); empty: its local URL
 
 
 @dataclass
@@ -38,6 +48,19 @@ class Stack:
     ticket_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     api_key: str = field(default_factory=lambda: "vb_" + secrets.token_hex(12))
 
+    def __post_init__(self) -> None:
+        if self.config.auth_token:
+            self.auth_token = self.config.auth_token
+
+    @property
+    def twilio_api_base_url(self) -> str:
+        return self.config.twilio_api_base_url or self.urls["emulator"]
+
+    @property
+    def public_url(self) -> str:
+        """The gateway's URL as Twilio (or the emulator) reaches it."""
+        return self.config.public_base_url or self.urls["gateway"]
+
     def _port(self, fixed: int) -> int:
         return fixed if self.config.fixed_ports else free_port()
 
@@ -45,9 +68,9 @@ class Stack:
         return {
             "VOICEBOT_REDIS_URL": self.redis_url,
             "VOICEBOT_REDIS_PREFIX": self.config.redis_prefix,
-            "VOICEBOT_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "VOICEBOT_TWILIO_ACCOUNT_SID": self.config.account_sid,
             "VOICEBOT_TWILIO_AUTH_TOKEN": self.auth_token,
-            "VOICEBOT_TWILIO_API_BASE_URL": self.urls["emulator"],
+            "VOICEBOT_TWILIO_API_BASE_URL": self.twilio_api_base_url,
             "VOICEBOT_STREAM_TICKET_SECRET": self.ticket_secret,
             "VOICEBOT_AGENT_PROFILES_PATH": str(self.config.profiles_path),
             # Celery's keys get the same namespace, so stacks sharing one Redis never swap tasks
@@ -75,19 +98,21 @@ class Stack:
                                     logs / "llm-server.log", f"{self.urls['llm']}/health"))
         to_start.append(Process("emulator", python("voicebot_emulator", "serve"), {
             **env, "VOICEBOT_EMULATOR_PORT": str(ports["emulator"]),
-            "VOICEBOT_EMULATOR_VOICE_URL": f"{self.urls['gateway']}/twilio/voice",
-            "VOICEBOT_EMULATOR_STATUS_CALLBACK_URL": f"{self.urls['gateway']}/twilio/status",
+            "VOICEBOT_EMULATOR_VOICE_URL": f"{self.public_url}/twilio/voice",
+            "VOICEBOT_EMULATOR_STATUS_CALLBACK_URL": f"{self.public_url}/twilio/status",
             "VOICEBOT_EMULATOR_RECORDINGS_DIR": str(run / "emulator"),
         }, logs / "emulator.log", f"{self.urls['emulator']}/healthz"))
-        to_start.append(Process("gateway", python("voicebot_gateway"), {
-            **env, "VOICEBOT_GATEWAY_HOST": "127.0.0.1", "VOICEBOT_GATEWAY_PORT": str(ports["gateway"]),
-        }, logs / "gateway.log", f"{self.urls['gateway']}/healthz"))
+        gateway_env = {**env, "VOICEBOT_GATEWAY_HOST": "127.0.0.1", "VOICEBOT_GATEWAY_PORT": str(ports["gateway"])}
+        if self.config.public_base_url:  # the URL Twilio signs and the wss:// stream URL in our TwiML
+            gateway_env["VOICEBOT_GATEWAY_PUBLIC_BASE_URL"] = self.config.public_base_url
+        to_start.append(Process("gateway", python("voicebot_gateway"), gateway_env, logs / "gateway.log",
+                                f"{self.urls['gateway']}/healthz"))
         for index in range(self.config.workers):
             to_start.append(self.worker_process(index))
         if self.config.dialer:
             dialer_env = {**env, "VOICEBOT_DIALER_PORT": str(ports["dialer"]),
                           "VOICEBOT_DIALER_API_KEYS": self.api_key,
-                          "VOICEBOT_GATEWAY_PUBLIC_BASE_URL": self.urls["gateway"],
+                          "VOICEBOT_GATEWAY_PUBLIC_BASE_URL": self.public_url,
                           "VOICEBOT_DIALER_METRICS_PORT": str(self.config.dialer_metrics_port)}
             if self.config.dialer_metrics_port:
                 self.urls["dialer-worker-metrics"] = f"http://127.0.0.1:{self.config.dialer_metrics_port}"
@@ -128,7 +153,12 @@ class Stack:
 
     def write_state(self) -> None:
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
-        state = {"urls": self.urls, "redis_url": self.redis_url, "api_key": self.api_key,
+        twilio = {"account_sid": self.config.account_sid, "api_base_url": self.twilio_api_base_url,
+                  "emulator": self.config.twilio_api_base_url is None, "public_base_url": self.public_url,
+                  "profiles_path": str(self.config.profiles_path)}
+        if self.config.twilio_api_base_url is None and not self.config.auth_token:
+            twilio["auth_token"] = self.auth_token  # the emulator's throwaway token (`voicebot numbers`); never yours
+        state = {"urls": self.urls, "redis_url": self.redis_url, "api_key": self.api_key, "twilio": twilio,
                  "pids": {name: proc.pid for name, proc in self.processes.items()}}
         (self.config.run_dir / "stack.json").write_text(json.dumps(state, indent=2))
 

@@ -6,6 +6,8 @@
 Twilio side (the real twilio SDK works against it, HTTP Basic auth with the account SID/token):
     POST/GET /2010-04-01/Accounts/{AC}/Calls.json, GET/POST .../Calls/{CA}.json,
     GET .../Recordings.json, .../Recordings/{RE}.json|.wav, .../Calls/{CA}/Recordings.json
+    GET/POST .../IncomingPhoneNumbers.json, GET/POST/DELETE .../IncomingPhoneNumbers/{PN}.json
+    (an inbound call to an owned number fetches TwiML from its VoiceUrl)
 Control side (no auth; bind to loopback):
     POST /emulator/calls {"from", "to", "script", "voice_url"?}  -> {"call_sid"}   (inbound call)
     POST|GET|DELETE /emulator/numbers {"+1...": {"answer": human|busy|no-answer|voicemail|fail, ...}}

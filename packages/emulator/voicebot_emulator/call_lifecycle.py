@@ -108,7 +108,8 @@ class CallRunner:
         self._set_status("ringing")
         self.call.log("incoming", voice_url=self.call.options.url)
         await self.webhooks.status_callback("initiated", "ringing")
-        document = await self.twiml.fetch(self.call.options.url or "", "POST", {"CallStatus": "ringing"})
+        document = await self.twiml.fetch(self.call.options.url or "", self.call.options.method,
+                                          {"CallStatus": "ringing"})
         if document is None:
             raise CallEnded("failed")
         verbs = self.twiml.parse(document)

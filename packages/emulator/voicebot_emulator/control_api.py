@@ -48,9 +48,18 @@ def build_router(emulator: Emulator) -> APIRouter:
             script = load_script(body.script)
         except (ScriptError, OSError) as exc:
             raise HTTPException(400, f"caller script: {exc}") from None
-        status_callback = body.status_callback or emulator.settings.emulator_status_callback_url or None
-        options = CallOptions(url=body.voice_url or emulator.settings.emulator_voice_url,
-                              status_callback=status_callback)
+        # the number's own webhooks when the account owns it and set them (IncomingPhoneNumbers)
+        owned = emulator.incoming_numbers.by_number(body.to)
+        if body.voice_url or not (owned and owned.voice_url):
+            url, method = body.voice_url or emulator.settings.emulator_voice_url, "POST"
+        else:
+            url, method = owned.voice_url, owned.voice_method
+        status_callback, status_method = body.status_callback, "POST"
+        if not status_callback and owned and owned.status_callback:
+            status_callback, status_method = owned.status_callback, owned.status_callback_method
+        options = CallOptions(url=url, method=method,
+                              status_callback=status_callback or emulator.settings.emulator_status_callback_url
+                              or None, status_callback_method=status_method)
         call = Call(sid=new_sid("CA"), account_sid=emulator.settings.twilio_account_sid, to=body.to,
                     from_=body.from_, direction="inbound", options=options, status="ringing")
         call.log("created", to=body.to, from_=body.from_, script=script.name)

@@ -8,6 +8,7 @@ from typing import Any
 
 from voicebot_emulator.call_lifecycle import CallRunner
 from voicebot_emulator.call_updates import PendingAction
+from voicebot_emulator.incoming_numbers import IncomingNumbers
 from voicebot_emulator.model import Call, EmulatedCallLog
 from voicebot_emulator.settings import EmulatorSettings
 from voicebot_emulator.webhook_sender import WebhookSender
@@ -26,7 +27,10 @@ class Emulator:
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.call_log = EmulatedCallLog()
-        self.numbers: dict[str, dict[str, Any]] = {}
+        self.numbers: dict[str, dict[str, Any]] = {}  # how called numbers answer (outbound calls)
+        self.incoming_numbers = IncomingNumbers(  # the account's own numbers and their webhooks
+            settings.twilio_account_sid,
+            [n.strip() for n in settings.emulator_incoming_numbers.split(",") if n.strip()])
         self.webhook_sender = WebhookSender(settings.twilio_auth_token.get_secret_value())
         self.runners: dict[str, CallRunner] = {}
         self._tasks: set[asyncio.Task] = set()

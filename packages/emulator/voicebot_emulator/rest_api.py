@@ -1,4 +1,5 @@
-"""The Twilio REST subset (2010-04-01 Calls and Recordings) that the real twilio SDK works against."""
+"""The Twilio REST subset (2010-04-01 Calls, Recordings, IncomingPhoneNumbers) that the real twilio SDK
+works against."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.datastructures import FormData
 
 from voicebot_emulator.call_updates import PendingAction
 from voicebot_emulator.emulator import Emulator
+from voicebot_emulator.incoming_numbers import WRITABLE, IncomingNumber
 from voicebot_emulator.model import API_VERSION, Call, CallOptions, new_sid
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -221,7 +223,74 @@ def build_router(emulator: Emulator) -> APIRouter:
             return FileResponse(recording.path, media_type="audio/x-wav")
         return JSONResponse(recording.resource())
 
+    add_incoming_number_routes(router, emulator)
     return router
+
+
+def add_incoming_number_routes(router: APIRouter, emulator: Emulator) -> None:
+    """IncomingPhoneNumbers: list (PhoneNumber, FriendlyName filters), fetch, buy, update, release."""
+    numbers = emulator.incoming_numbers
+
+    def base(account_sid: str) -> str:
+        return f"/{API_VERSION}/Accounts/{account_sid}/IncomingPhoneNumbers"
+
+    def find(account_sid: str, sid: str) -> IncomingNumber:
+        number = numbers.get(sid)
+        if number is None:
+            raise TwilioError(404, 20404, f"The requested resource {base(account_sid)}/{sid}.json was not found")
+        return number
+
+    def writable(form: FormData) -> dict[str, str]:
+        fields = {name: str(form.get(name) or "") for name in WRITABLE if name in form}
+        for name in ("VoiceUrl", "VoiceFallbackUrl", "StatusCallback"):
+            if fields.get(name) and not re.match(r"^https?://", fields[name]):
+                raise TwilioError(400, 21502, f"{name} is not a valid URL: {fields[name]}")
+        return fields
+
+    def apply(number: IncomingNumber, fields: dict[str, str]) -> IncomingNumber:
+        try:
+            return numbers.update(number, fields)
+        except ValueError as exc:
+            raise TwilioError(400, 21626, str(exc)) from None
+
+    @router.get("/IncomingPhoneNumbers.json")
+    async def list_numbers(account_sid: str, request: Request) -> Response:
+        _check_auth(request, emulator, account_sid)
+        query = request.query_params
+        items = [n.resource() for n in numbers.matching(query.get("PhoneNumber", ""), query.get("FriendlyName", ""))]
+        return JSONResponse(_page(request, "incoming_phone_numbers", items, f"{base(account_sid)}.json"))
+
+    @router.post("/IncomingPhoneNumbers.json")
+    async def buy_number(account_sid: str, request: Request) -> Response:
+        _check_auth(request, emulator, account_sid)
+        form = await request.form()
+        phone_number = str(form.get("PhoneNumber") or "")
+        if not phone_number:
+            raise TwilioError(400, 21421, "PhoneNumber or AreaCode is required.")
+        if not E164.match(phone_number):
+            raise TwilioError(400, 21421, f"PhoneNumber {phone_number} is not a valid phone number.")
+        if numbers.by_number(phone_number) is not None:
+            raise TwilioError(400, 21422, f"PhoneNumber {phone_number} is not available.")
+        fields = writable(form)
+        number = apply(numbers.add(phone_number), fields)
+        return JSONResponse(number.resource(), status_code=201)
+
+    @router.get("/IncomingPhoneNumbers/{sid}.json")
+    async def fetch_number(account_sid: str, sid: str, request: Request) -> Response:
+        _check_auth(request, emulator, account_sid)
+        return JSONResponse(find(account_sid, sid).resource())
+
+    @router.post("/IncomingPhoneNumbers/{sid}.json")
+    async def update_number(account_sid: str, sid: str, request: Request) -> Response:
+        _check_auth(request, emulator, account_sid)
+        number = find(account_sid, sid)
+        return JSONResponse(apply(number, writable(await request.form())).resource())
+
+    @router.delete("/IncomingPhoneNumbers/{sid}.json")
+    async def release_number(account_sid: str, sid: str, request: Request) -> Response:
+        _check_auth(request, emulator, account_sid)
+        numbers.remove(find(account_sid, sid).sid)
+        return Response(status_code=204)
 
 
 async def _wait_ended(call: Call, timeout_s: float) -> None:

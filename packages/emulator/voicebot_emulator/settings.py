@@ -22,6 +22,10 @@ class EmulatorSettings(CommonSettings):
     emulator_voice_url: str = Field("http://127.0.0.1:8080/twilio/voice",
                                     description="Voice webhook for inbound calls.")
     emulator_status_callback_url: str = Field("", description="Status callback for inbound calls (empty: none).")
+    emulator_incoming_numbers: str = Field(
+        "+15550100000,+15550100001,+15550100002",
+        description="Comma-separated numbers the account owns (IncomingPhoneNumbers); an inbound call to one "
+        "with a VoiceUrl fetches its TwiML there, any other inbound call from emulator_voice_url.")
     emulator_ring_seconds: float = Field(1.0, description="How long an outbound call rings before it is answered.")
     emulator_no_answer_seconds: float = Field(3.0, description="Ring time before a no-answer number gives up.")
     emulator_recordings_dir: Path = Field(Path(tempfile.gettempdir()) / "voicebot-emulator",

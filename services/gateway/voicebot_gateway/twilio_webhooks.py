@@ -44,6 +44,18 @@ def _stream_url(request: Request, state: GatewayState, call_sid: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{base_path}/twilio/stream/{call_sid}", "", ""))
 
 
+def _inbound_profile(request: Request, state: GatewayState, called: str) -> str:
+    """The profile the number's voice URL names (`?agent_profile=NAME`, set by `voicebot numbers
+    connect --profile`; Twilio signs the URL with its query, so it is as trusted as the form), else
+    the profile the agent profiles file maps the called number to."""
+    named = request.query_params.get("agent_profile", "")
+    if named and named in state.profiles.names:
+        return named
+    if named:
+        log.warning("voice URL names unknown agent profile %r: using the number's mapping", named)
+    return state.profiles.for_number(called)
+
+
 def _require(form: dict[str, str], name: str) -> str:
     value = form.get(name, "").strip()
     if not value:
@@ -62,7 +74,7 @@ async def inbound_voice(request: Request) -> Response:
         metrics.WEBHOOKS.labels(endpoint="voice", status="draining").inc()
         raise HTTPException(503, "gateway is draining", headers={"Retry-After": "1"})
     called, caller = form.get("To", ""), form.get("From", "")
-    profile = state.profiles.for_number(called)
+    profile = _inbound_profile(request, state, called)
     with telemetry.span("gateway.voice_webhook", kind=SpanKind.SERVER, parent=telemetry.request_parent(request.headers),
                         attrs={"call.sid": call_sid, "call.direction": "inbound", "agent.profile": profile}):
         await state.calls.upsert(

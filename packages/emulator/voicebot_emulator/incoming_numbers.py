@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from voicebot_emulator.model import API_VERSION, new_sid, rfc2822, utcnow
+from voicebot_emulator.model import API_VERSION, new_sid, resource_head, utcnow
 
 # IncomingPhoneNumbers update/create fields -> attribute
 WRITABLE = {
@@ -47,13 +47,9 @@ class IncomingNumber:
     def resource(self) -> dict[str, Any]:
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{self.sid}.json"
         return {
-            "sid": self.sid,
-            "account_sid": self.account_sid,
+            **resource_head(self.sid, self.account_sid, self.created, self.updated),
             "phone_number": self.phone_number,
             "friendly_name": self.friendly_name or _friendly(self.phone_number),
-            "api_version": API_VERSION,
-            "date_created": rfc2822(self.created),
-            "date_updated": rfc2822(self.updated),
             "voice_url": self.voice_url or None,
             "voice_method": self.voice_method,
             "voice_fallback_url": self.voice_fallback_url or None,

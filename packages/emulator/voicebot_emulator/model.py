@@ -18,6 +18,12 @@ def new_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
+def resource_head(sid: str, account_sid: str, created: datetime, updated: datetime) -> dict[str, Any]:
+    """The fields every Twilio REST resource starts with."""
+    return {"sid": sid, "account_sid": account_sid, "api_version": API_VERSION,
+            "date_created": rfc2822(created), "date_updated": rfc2822(updated)}
+
+
 def rfc2822(moment: datetime | None) -> str | None:
     """Twilio's date format: 'Tue, 31 Aug 2010 20:36:28 +0000'."""
     return format_datetime(moment) if moment else None
@@ -40,13 +46,9 @@ class Recording:
     def resource(self) -> dict[str, Any]:
         base = f"/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{self.sid}"
         return {
-            "sid": self.sid,
-            "account_sid": self.account_sid,
+            **resource_head(self.sid, self.account_sid, self.created, self.created),
             "call_sid": self.call_sid,
             "conference_sid": None,
-            "api_version": API_VERSION,
-            "date_created": rfc2822(self.created),
-            "date_updated": rfc2822(self.created),
             "start_time": rfc2822(self.created),
             "duration": str(self.duration_s),
             "channels": self.channels,
@@ -138,11 +140,8 @@ class Call:
     def resource(self) -> dict[str, Any]:
         base = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{self.sid}"
         return {
-            "sid": self.sid,
-            "account_sid": self.account_sid,
+            **resource_head(self.sid, self.account_sid, self.created, self.updated),
             "parent_call_sid": None,
-            "date_created": rfc2822(self.created),
-            "date_updated": rfc2822(self.updated),
             "to": self.to,
             "to_formatted": self.to,
             "from": self.from_,
@@ -156,7 +155,6 @@ class Call:
             "price_unit": "USD",
             "direction": self.direction,
             "answered_by": self.answered_by,
-            "api_version": API_VERSION,
             "forwarded_from": None,
             "group_sid": None,
             "caller_name": None,

@@ -10,39 +10,17 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from dialer_helpers import API_KEY, PYTHON, PYTHONPATH, ROOT, CeleryWorkers, settings_env, wait_for
+from dialer_helpers import API_KEY, PYTHON, PYTHONPATH, ROOT, CeleryWorkers, start_api, stop
 
-from voicebot_devstack.processes import free_port
 from voicebot_dialer.settings import DialerSettings
-
-
-def _start_api(settings: DialerSettings, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": PYTHONPATH, "VOICEBOT_DIALER_PORT": str(port)}
-    log = open(log_path, "w")  # noqa: SIM115 - the process owns it
-    proc = subprocess.Popen([PYTHON, "-m", "voicebot_dialer.api"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            assert proc.poll() is None, log_path.read_text()
-            return False
-
-    wait_for(ready, 20, "the dialer API", 0.1)
-    return proc, url
 
 
 @pytest.fixture
 def api_url(live_settings: DialerSettings, tmp_path: Path) -> Iterator[str]:
-    proc, url = _start_api(live_settings, tmp_path / "api.log")
+    proc, url = start_api(live_settings, tmp_path / "api.log")
     yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
+    stop(proc)
 
 
 def voicebot(url: str, *args: str, key: str = API_KEY, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from voicebot_devstack.processes import PYTHONPATH, ROOT
+import httpx
+
+from voicebot_devstack.processes import PYTHONPATH, ROOT, free_port
 from voicebot_dialer.settings import DialerSettings
 
 PYTHON = sys.executable
@@ -35,6 +37,36 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, inter
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def start_api(settings: DialerSettings, log_path: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`python -m voicebot_dialer.api` on `port` (default: a free one); returns it when /readyz answers."""
+    port = port or free_port()
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": PYTHONPATH, "VOICEBOT_DIALER_PORT": str(port)}
+    log = open(log_path, "a")  # noqa: SIM115 - the process owns it
+    proc = subprocess.Popen([PYTHON, "-m", "voicebot_dialer.api"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert proc.poll() is None, log_path.read_text()
+            return False
+
+    wait_for(ready, 20, "the dialer API", 0.1)
+    return proc, url
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
 
 
 def max_in_any_window(times: list[float], window_s: float = 1.0) -> int:

@@ -7,11 +7,14 @@ import json
 import threading
 
 import redis
+from dialer_helpers import API_KEY
 from fastapi.testclient import TestClient
 
 from voicebot_core.calls import CallStore
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
+from voicebot_devstack.processes import free_port
+from voicebot_dialer.api import build_asgi_app
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings
 
@@ -26,7 +29,7 @@ def test_api_key_required(api: TestClient, sync_redis: redis.Redis, dialer_setti
     for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
         response = api.post("/v1/calls", json=CALL, headers=headers)
         assert response.status_code == 401, response.text
-        assert "API key" in response.json()["detail"]
+        assert "API key" in response.json()["error"] and response.json()["detail"] == []
     assert api.get("/v1/calls", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert stored_keys(sync_redis, dialer_settings.redis_prefix) == []
     assert api.post("/v1/calls", json=CALL, headers={"Authorization": "Bearer second-key"}).status_code == 201
@@ -94,6 +97,19 @@ def test_validation_is_clear_and_stores_nothing(api: TestClient, sync_redis: red
         "unknown field": {**CALL, "colour": "blue"},
         "profile": {**CALL, "agent_profile": "nobody"},
         "webhook": {**CALL, "webhook_url": "ftp://x"},
+        # Each of these once crashed the route (500) or was taken though the document forbids it.
+        "window with an offset": {**CALL, "calling_window": {"timezone": "UTC", "start": "09:00Z", "end": "10:00"}},
+        "window as numbers": {**CALL, "calling_window": {"timezone": "UTC", "start": 32400, "end": 36000}},
+        "zone file that is no zone": {**CALL, "calling_window": {"timezone": "posixrules", "start": "09:00",
+                                                                 "end": "10:00"}},
+        "year 9999 in a window": {**CALL, "schedule_at": "9999-12-31T23:59:59-23:59",
+                                  "calling_window": {"timezone": "Pacific/Kiritimati", "start": "09:00",
+                                                     "end": "10:00"}},
+        "schedule as a number": {**CALL, "schedule_at": 1893456000},
+        "attempts as a string": {**CALL, "max_attempts": "3"},
+        "record as a string": {**CALL, "record": "yes"},
+        "number with 16 digits": {**CALL, "to": "+1415555012345678"},
+        "trailing newline": {**CALL, "to": "+14155550123\n"},
     }
     for name, body in bad_bodies.items():
         response = api.post("/v1/calls", json=body)
@@ -106,13 +122,25 @@ def test_validation_is_clear_and_stores_nothing(api: TestClient, sync_redis: red
     assert "unknown agent profile" in json.dumps(api.post("/v1/calls", json=bad_bodies["profile"]).json())
     assert api.post("/v1/calls", content=b"{not json", headers={"Content-Type": "application/json"}
                     ).status_code == 422
+    garbled = api.post("/v1/calls", content=b"\xff\xfe", headers={"Content-Type": "application/json"})
+    assert garbled.status_code in (400, 422) and set(garbled.json()) == {"error", "detail"}
+    assert api.get("/v1/calls", params={"to": ""}).status_code == 422
+    assert api.get("/v1/calls", params={"cursor": 2**53}).status_code == 422
+    assert api.get("/v1/events", params={"after": "not-an-id", "wait_s": 0}).status_code == 422
     assert stored_keys(sync_redis, dialer_settings.redis_prefix) == []
+
+
+def test_integers_may_be_written_as_floats(api: TestClient) -> None:
+    job = api.post("/v1/calls", json={**CALL, "max_attempts": 2.0, "calling_window": {
+        "timezone": "UTC", "start": "09:00", "end": "17:00", "days": [0.0, 4]}})
+    assert job.status_code == 201, job.text
+    assert job.json()["max_attempts"] == 2
 
 
 def test_request_size_limit(api: TestClient, sync_redis: redis.Redis, dialer_settings: DialerSettings) -> None:
     huge = {**CALL, "metadata": {"blob": "x" * (dialer_settings.dialer_max_request_bytes + 10)}}
     response = api.post("/v1/calls", json=huge)
-    assert response.status_code == 413
+    assert response.status_code == 413 and response.json()["error"].startswith("request body larger than")
     assert stored_keys(sync_redis, dialer_settings.redis_prefix) == []
 
 
@@ -140,8 +168,12 @@ def test_idempotency_key(api: TestClient, sync_redis: redis.Redis, dialer_settin
 
 def test_list_filter_paginate_cancel(api: TestClient) -> None:
     ids = [api.post("/v1/calls", json={**CALL, "to": f"+1415555{1000 + i}"}).json()["id"] for i in range(5)]
-    canceled = api.delete(f"/v1/calls/{ids[0]}")
+    canceled = api.post(f"/v1/calls/{ids[0]}/cancel")
     assert canceled.status_code == 200 and canceled.json()["state"] == "canceled"
+    # The deprecated DELETE alias cancels too; a canceled job stays readable.
+    assert api.delete(f"/v1/calls/{ids[0]}").json()["state"] == "canceled"
+    assert api.get(f"/v1/calls/{ids[0]}").status_code == 200
+    assert api.post("/v1/calls/dj_missing/cancel").json() == {"error": "no dial job dj_missing", "detail": []}
     page1 = api.get("/v1/calls", params={"limit": 3}).json()
     page2 = api.get("/v1/calls", params={"limit": 3, "cursor": page1["next_cursor"]}).json()
     seen = [c["id"] for c in page1["items"] + page2["items"]]
@@ -204,3 +236,14 @@ def test_events_long_poll(api: TestClient) -> None:
     job_id = api.post("/v1/calls", json=CALL).json()["id"]
     polled = api.get("/v1/events", params={"after": start["next"], "wait_s": 2}).json()
     assert [(e["dial_job_id"], e["kind"]) for e in polled["events"]] == [(job_id, "job.created")]
+
+
+def test_redis_unreachable_is_a_503_in_the_error_shape(dialer_settings: DialerSettings) -> None:
+    gone = dialer_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    with TestClient(build_asgi_app(gone)) as client:
+        client.headers["Authorization"] = f"Bearer {API_KEY}"
+        for response in (client.get("/v1/calls"), client.post("/v1/calls", json=CALL),
+                         client.get("/v1/events", params={"wait_s": 0})):
+            assert response.status_code == 503, response.text
+            assert response.json()["detail"] == [] and "Redis" in response.json()["error"]
+            assert response.headers["retry-after"] == "1"

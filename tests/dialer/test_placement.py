@@ -140,7 +140,7 @@ def test_cancel_hangs_up_live_call(live_api: TestClient, live_settings: DialerSe
         "to": "+14155550031", "agent_profile": "sales",
         "overrides": {"greeting": {"outbound": "Hello " + "there " * 60}}}).json()["id"]
     wait_for(lambda: live_api.get(f"/v1/calls/{job_id}").json()["state"] == "in-progress", 15, "answer")
-    canceled = live_api.delete(f"/v1/calls/{job_id}").json()
+    canceled = live_api.post(f"/v1/calls/{job_id}/cancel").json()
     assert canceled["state"] == "canceled"
     sid = live_api.get(f"/v1/calls/{job_id}").json()["call_sid"]
     report = httpx.get(f"{emulator}/emulator/calls/{sid}/wait", params={"timeout": 10}).json()

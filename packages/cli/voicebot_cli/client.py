@@ -9,20 +9,26 @@ import httpx
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
+        super().__init__(f"HTTP {status}: {message}" if status else message)
         self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: the API unreachable (0), overloaded (429) or failing (5xx, 503: Redis away)."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
 
 
 def _message(response: httpx.Response) -> str:
+    """The API's `Error` body ({"error", "detail": [{"field", "message"}]}) as one line."""
     try:
         body = response.json()
     except ValueError:
         return response.text[:500]
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, list):
-        return "; ".join(f"{d.get('field', '')}: {d.get('message', d)}" if isinstance(d, dict) else str(d)
-                         for d in detail)
-    return str(detail)
+    if not isinstance(body, dict):
+        return str(body)[:500]
+    fields = [f"{d.get('field', '')}: {d.get('message', '')}" for d in body.get("detail") or []
+              if isinstance(d, dict)]
+    return "; ".join(fields) or str(body.get("error") or body)
 
 
 class DialerClient:
@@ -34,6 +40,7 @@ class DialerClient:
         self._http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """JSON of a 2xx answer; ApiError otherwise (status 0: the API could not be reached)."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -54,11 +61,12 @@ class DialerClient:
         return self.request("GET", "/v1/calls", params={k: v for k, v in params.items() if v is not None})
 
     def cancel_call(self, job_id: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/v1/calls/{job_id}")
+        return self.request("POST", f"/v1/calls/{job_id}/cancel")
 
     def events(self, after: str, wait_s: float, **filters: str) -> dict[str, Any]:
+        """One long poll: the server answers within `wait_s` (an empty page when nothing happened)."""
         params = {"after": after, "wait_s": wait_s, **{k: v for k, v in filters.items() if v}}
-        return self.request("GET", "/v1/events", params=params)
+        return self.request("GET", "/v1/events", params=params, timeout=wait_s + 15)
 
     # campaigns
     def upload_campaign(self, csv_bytes: bytes, filename: str, settings_json: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
   voicebot dial +15551234567 --agent sales --var name=Sam
   voicebot campaign create contacts.csv --cps 2 --max-concurrent 5
   voicebot calls tail
+  voicebot numbers connect +15551234567 --profile support-cloud
 
 The API address and key come from --url/--api-key or VOICEBOT_DIALER_URL/VOICEBOT_API_KEY.
 """
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from voicebot_cli import numbers
 from voicebot_cli.client import ApiError, DialerClient
 
 
@@ -82,12 +84,34 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"{at} {event['dial_job_id']} {event['kind']:<22} {details}"
 
 
+# How long one long poll waits on the server (an idle one comes back empty and is repeated), and the
+# longest pause between retries while the API or its Redis is unreachable.
+POLL_WAIT_S = float(os.environ.get("VOICEBOT_POLL_WAIT_S", "10"))
+RETRY_MAX_S = 5.0
+
+
+def _poll(client: DialerClient, after: str, deadline: float | None, **filters: str) -> dict[str, Any] | None:
+    """The next page of events, waiting out transient failures (API restarting, Redis away) for as long
+    as they last; None once `deadline` passed."""
+    delay = 0.5
+    while deadline is None or time.monotonic() < deadline:
+        wait_s = POLL_WAIT_S if deadline is None else max(0.0, min(POLL_WAIT_S, deadline - time.monotonic()))
+        try:
+            return client.events(after, wait_s, **filters)
+        except ApiError as exc:
+            if not exc.transient:
+                raise
+            print(f"voicebot: {exc}; retrying in {delay:g} s", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
+    return None
+
+
 def _tail(client: DialerClient, job_id: str = "", campaign_id: str = "", until_terminal: bool = False,
           from_start: bool = False, max_seconds: float | None = None) -> int:
     after = "0-0" if from_start else ""
     deadline = time.monotonic() + max_seconds if max_seconds else None
-    while deadline is None or time.monotonic() < deadline:
-        page = client.events(after, 10, dial_job_id=job_id, campaign_id=campaign_id)
+    while (page := _poll(client, after, deadline, dial_job_id=job_id, campaign_id=campaign_id)) is not None:
         after = page["next"]
         for event in page["events"]:
             print(_event_line(event), flush=True)
@@ -244,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     dnc.add_parser("remove").add_argument("number")
     dnc.add_parser("check").add_argument("number")
     dnc.add_parser("list")
+    numbers.add_parser(commands)
     return parser
 
 
@@ -252,6 +277,8 @@ HANDLERS = {"dial": cmd_dial, "calls": cmd_calls, "campaign": cmd_campaign, "dnc
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "numbers":  # Twilio's REST API, not the dialer's: no API key
+        return numbers.run(args)
     if not args.api_key:
         print("voicebot: set VOICEBOT_API_KEY or pass --api-key", file=sys.stderr)
         return 2

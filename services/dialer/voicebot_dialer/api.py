@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,11 +20,11 @@ from voicebot_core.telemetry import setup_tracing
 from voicebot_dialer import routes_calls, routes_campaigns
 from voicebot_dialer.body_limit import BodySizeLimit
 from voicebot_dialer.enqueue import producer_app, webhook_emitter
+from voicebot_dialer.errors import install_error_handlers
 from voicebot_dialer.event_feed import DialEventFeed
-from voicebot_dialer.jobs import InvalidRequest
+from voicebot_dialer.openapi_doc import install_openapi
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings, get_settings
-from voicebot_dialer.views import unprocessable, validation_errors
 
 
 def create_app(settings: DialerSettings | None = None) -> FastAPI:
@@ -51,13 +50,7 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
                   description="Dial-out jobs and campaigns placed through Twilio, paced and retried.")
     app.state.dialer = dialer
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return unprocessable(validation_errors(exc))
-
-    @app.exception_handler(InvalidRequest)
-    async def _invalid_name(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return unprocessable([{"field": "body", "message": str(exc)}])
+    install_error_handlers(app)
 
     # health
     @app.get("/healthz", include_in_schema=False)
@@ -78,6 +71,7 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
 
     app.include_router(routes_calls.build_router(dialer, settings, require_key))
     app.include_router(routes_campaigns.build_router(dialer, settings, require_key))
+    install_openapi(app, settings)
     return app
 
 

@@ -13,7 +13,8 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+        # The API's `Error` body (voicebot_dialer.errors), written here because no app runs yet.
+        body = json.dumps({"error": f"request body larger than {self.max_bytes} bytes", "detail": []}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

@@ -1,23 +1,44 @@
-"""Request and response bodies of the dialer REST API (validated before anything is stored)."""
+"""Request bodies of the dialer REST API (validated before anything is stored)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import phonenumbers
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
 
 from voicebot_core.vocabulary import MachineDetection
+from voicebot_dialer.json_types import Number, integer
 from voicebot_dialer.window import CallingWindow
+
+# '+', then 2 to 15 digits (E.164's most), spaces, dots, dashes or parentheses between them.
+E164_PATTERN = r"^\+[1-9](?:[ ().-]*[0-9]){1,14}$"
+# Where the document describes a number: the pattern is checked first, then libphonenumber says
+# whether the number can exist ("possible": the right length for its country code).
+PHONE_SCHEMA = {"type": "string", "pattern": E164_PATTERN, "maxLength": 32, "format": "e164",
+                "examples": ["+15551234567"],
+                "description": "E.164: '+', country code, number; spaces, dots, dashes and parentheses are "
+                               "allowed and dropped. Must be a possible number for its country (422 otherwise)."}
 
 
 def to_e164(value: str) -> str:
     """Parse a number written in E.164 ('+' and country code) and return its canonical form."""
-    if not isinstance(value, str) or not value.strip().startswith("+"):
+    if not isinstance(value, str) or not re.fullmatch(E164_PATTERN, value) or len(value) > 32:
         raise ValueError(f"{value!r} is not an E.164 number: write it as +<country code><number>")
     try:
-        parsed = phonenumbers.parse(value.strip(), None)
+        parsed = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"{value!r} is not a phone number: {exc}") from None
     if not phonenumbers.is_possible_number(parsed):
@@ -25,11 +46,39 @@ def to_e164(value: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+PhoneNumber = Annotated[str, AfterValidator(to_e164), WithJsonSchema(PHONE_SCHEMA)]
+Variables = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=1000)]],
+                      Field(max_length=50)]
+
+
+# http(s) and a host (pydantic's URL check, besides the document's `format: uri`, refuses an empty one).
+WEBHOOK_PATTERN = "^[hH][tT][tT][pP][sS]?://[A-Za-z0-9]"
+
+
+def _webhook_text(value: Any) -> Any:
+    """The document's pattern, checked as written (the URL parser alone would also repair `http:x`)."""
+    if not isinstance(value, str) or not re.match(WEBHOOK_PATTERN, value):
+        raise ValueError("webhook_url is an http(s) URL with a host, e.g. https://example.com/hooks/voicebot")
+    return value
+
+
+# Years 2000-2999: far enough, and calendar arithmetic (calling windows) never leaves datetime's range.
+INSTANT_PATTERN = r"^2[0-9]{3}-"
+
+
+def _text_instant(value: Any) -> Any:
+    """Instants are RFC 3339 strings (pydantic alone would also take Unix numbers) in years 2000-2999."""
+    if not isinstance(value, str) or not re.match(INSTANT_PATTERN, value):
+        raise ValueError("schedule_at is an RFC 3339 string with a UTC offset in the years 2000-2999, "
+                         "e.g. 2030-01-01T09:00:00+00:00")
+    return value
+
+
 class RetryPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    initial_delay_s: float = Field(60.0, ge=0, le=86_400, description="Wait before the second attempt.")
-    multiplier: float = Field(2.0, ge=1, le=10, description="Each later wait is this many times longer.")
-    max_delay_s: float = Field(3600.0, ge=0, le=7 * 86_400, description="Longest wait between attempts.")
+    initial_delay_s: Number = Field(60.0, ge=0, le=86_400, description="Wait before the second attempt.")
+    multiplier: Number = Field(2.0, ge=1, le=10, description="Each later wait is this many times longer.")
+    max_delay_s: Number = Field(3600.0, ge=0, le=7 * 86_400, description="Longest wait between attempts.")
 
     def delay_before(self, attempt: int) -> float:
         """Wait before `attempt` (2 = first retry)."""
@@ -40,23 +89,23 @@ class DialOptions(BaseModel):
     """Fields a single call and a campaign share."""
 
     model_config = ConfigDict(extra="forbid")
-    from_: str | None = Field(None, alias="from", description="Caller ID (E.164); default: the pool.")
+    from_: PhoneNumber | None = Field(None, alias="from", description="Caller ID (E.164); default: the pool.")
     agent_profile: str | None = Field(None, description="Agent profile name; default: the configured one.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Per-call agent profile overrides.")
-    schedule_at: datetime | None = Field(None, description="Do not dial before this instant (ISO 8601 with offset).")
+    schedule_at: Annotated[datetime, BeforeValidator(_text_instant)] | None = Field(
+        None, description="Do not dial before this instant (RFC 3339 with a UTC offset, years 2000-2999).",
+        json_schema_extra={"pattern": INSTANT_PATTERN})
     calling_window: CallingWindow | None = None
-    max_attempts: int | None = Field(None, ge=1, le=10, description="Attempts in all (busy/no-answer/failed retry).")
+    max_attempts: integer(1, 10) | None = Field(None,
+                                           description="Attempts in all (busy/no-answer/failed retry).")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     machine_detection: MachineDetection = Field(
         "none", description="Answering machine: 'none' (talk anyway), 'hangup', or 'voicemail' (leave the "
         "profile's voicemail message).")
-    record: bool | None = Field(None, description="Record the call; default from the deployment settings.")
-    webhook_url: AnyHttpUrl | None = Field(None, description="Signed JSON events are POSTed here.")
-
-    @field_validator("from_")
-    @classmethod
-    def _from_e164(cls, value: str | None) -> str | None:
-        return None if value is None else to_e164(value)
+    record: StrictBool | None = Field(None, description="Record the call; default from the deployment settings.")
+    webhook_url: Annotated[AnyHttpUrl, BeforeValidator(_webhook_text)] | None = Field(
+        None, description="Signed JSON events are POSTed here (http or https).",
+        json_schema_extra={"pattern": WEBHOOK_PATTERN})
 
     @field_validator("schedule_at")
     @classmethod
@@ -75,40 +124,24 @@ class CallRequest(DialOptions):
         "machine_detection": "voicemail", "metadata": {"crm_id": "42"},
         "webhook_url": "https://example.com/hooks/voicebot",
     }})
-    to: str = Field(..., description="Callee, E.164.")
-    variables: dict[str, str] = Field(default_factory=dict, description="Filled into the persona and greeting.")
+    to: PhoneNumber = Field(..., description="Callee, E.164.")
+    variables: Variables = Field(default_factory=dict, description="Filled into the persona and greeting: at most "
+                                 "50, names up to 64 and values up to 1000 characters.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Returned as given, never interpreted.")
-
-    @field_validator("to")
-    @classmethod
-    def _to_e164(cls, value: str) -> str:
-        return to_e164(value)
-
-    @field_validator("variables")
-    @classmethod
-    def _small_variables(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > 50 or any(len(k) > 64 or len(v) > 1000 for k, v in value.items()):
-            raise ValueError("at most 50 variables, names up to 64 and values up to 1000 characters")
-        return value
 
 
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    to: str
+    to: PhoneNumber
     variables: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("to")
-    @classmethod
-    def _to_e164(cls, value: str) -> str:
-        return to_e164(value)
 
 
 class CampaignSettings(DialOptions):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str = Field("", max_length=200)
-    max_concurrent_calls: int = Field(10, ge=1, le=10_000, description="Placing + ringing + live, at most.")
-    calls_per_second: float = Field(1.0, gt=0, le=1000, description="Placement rate of this campaign.")
+    max_concurrent_calls: integer(1, 10_000) = Field(10, description="Placing + ringing + live, at most.")
+    calls_per_second: Number = Field(1.0, gt=0, le=1000, description="Placement rate of this campaign.")
 
 
 class CampaignRequest(CampaignSettings):
@@ -122,34 +155,4 @@ class CampaignRequest(CampaignSettings):
 
 class DoNotCallRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"numbers": ["+15551230000"]}})
-    numbers: list[str] = Field(..., min_length=1, max_length=10_000)
-
-    @field_validator("numbers")
-    @classmethod
-    def _all_e164(cls, value: list[str]) -> list[str]:
-        return [to_e164(v) for v in value]
-
-
-class CallView(BaseModel):
-    """A dial job as the API returns it."""
-    id: str
-    state: str
-    outcome: str = ""
-    to: str
-    from_: str = Field(alias="from")
-    agent_profile: str
-    variables: dict[str, str]
-    metadata: dict[str, Any]
-    attempt: int
-    max_attempts: int
-    campaign_id: str = ""
-    call_sid: str = ""
-    answered_by: str = ""
-    created_at: float
-    next_attempt_at: float | None = None
-    attempts: list[dict[str, Any]] = Field(default_factory=list)
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    transcript: list[dict[str, Any]] | None = None
-    recording_url: str = ""
-
-    model_config = ConfigDict(populate_by_name=True)
+    numbers: list[PhoneNumber] = Field(..., min_length=1, max_length=10_000)

@@ -6,28 +6,41 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.trace import SpanKind
 
 from voicebot_core import telemetry
 from voicebot_core.metrics import DIAL_JOBS
-from voicebot_dialer.event_feed import DialEventFeed
+from voicebot_dialer.errors import responses
+from voicebot_dialer.event_feed import STREAM_ID_PATTERN, DialEventFeed
 from voicebot_dialer.job_store import IdempotencyConflict
 from voicebot_dialer.jobs import check_profile, fingerprint, first_due, job_fields
-from voicebot_dialer.models import CallRequest
+from voicebot_dialer.models import PHONE_SCHEMA, CallRequest
+from voicebot_dialer.response_models import CallDetail, CallPage, CallView, EventPage
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings
-from voicebot_dialer.views import e164_or_422, job_view, key_id
+from voicebot_dialer.views import MAX_CURSOR, e164_or_422, job_view, key_id
+
+JobId = Annotated[str, Path(max_length=200, description="Dial job id (`dj_...`).")]
+# The create -> read -> cancel flow, for readers and for generators of stateful tests.
+JOB_LINKS = {
+    "getCall": {"operationId": "getCall", "parameters": {"job_id": "$response.body#/id"},
+                "description": "Read the dial job just created."},
+    "cancelCall": {"operationId": "cancelCall", "parameters": {"job_id": "$response.body#/id"},
+                   "description": "Cancel the dial job just created."},
+}
 
 
 def build_router(dialer: DialerService, settings: DialerSettings, require_key: Callable[..., str]) -> APIRouter:
     router = APIRouter(dependencies=[Depends(require_key)])
 
     # calls
-    @router.post("/v1/calls", status_code=201, tags=["calls"],
-                 responses={200: {"description": "Idempotency-Key seen before: the first job"},
-                            409: {"description": "Idempotency-Key reused with a different body"}})
+    @router.post("/v1/calls", status_code=201, tags=["calls"], operation_id="createCall", response_model=CallView,
+                 responses={201: {"description": "Dial job created", "links": JOB_LINKS},
+                            200: {"model": CallView, "links": JOB_LINKS,
+                                  "description": "Idempotency-Key seen before: the first job"},
+                            **responses(400, 409, 413)})
     def create_call(body: CallRequest, api_key: Annotated[str, Depends(require_key)], request: Request,
                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
         """Queue one outbound call. The same `Idempotency-Key` never makes a second job."""
@@ -57,12 +70,14 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
             dialer.lifecycle.event(job, "job.created")
         return JSONResponse(job_view(dialer.store, job, detail=False), status_code=201 if created else 200), job_id
 
-    @router.get("/v1/calls", tags=["calls"])
-    def list_calls(state: str | None = None, campaign_id: str | None = None, to: str | None = None,
-                   cursor: Annotated[int, Query(ge=0)] = 0,
+    @router.get("/v1/calls", tags=["calls"], operation_id="listCalls", response_model=CallPage,
+                responses=responses())
+    def list_calls(state: str | None = None, campaign_id: str | None = None,
+                   to: Annotated[str | None, Query(json_schema_extra=PHONE_SCHEMA)] = None,
+                   cursor: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
         """Newest first; `next_cursor` pages on (null at the end)."""
-        to = to and e164_or_422(to)
+        to = None if to is None else e164_or_422(to)
         items: list[dict[str, Any]] = []
         position = cursor
         page = 200
@@ -83,8 +98,9 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
                         break
         return {"items": items, "next_cursor": position if position >= 0 else None}
 
-    @router.get("/v1/calls/{job_id}", tags=["calls"])
-    def get_call(job_id: str) -> dict[str, Any]:
+    @router.get("/v1/calls/{job_id}", tags=["calls"], operation_id="getCall", response_model=CallDetail,
+                responses=responses(404))
+    def get_call(job_id: JobId) -> dict[str, Any]:
         """State, attempts, events, transcript and recording of a dial job."""
         job = dialer.store.get(job_id)
         if job is None:
@@ -98,36 +114,53 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
             view["recording_url"] = job.get("recording_url") or (record.recording if record else "")
         return view
 
-    @router.delete("/v1/calls/{job_id}", tags=["calls"])
-    def cancel_call(job_id: str) -> dict[str, Any]:
-        """Cancel a dial job; a ringing or live call is hung up."""
+    def _cancel(job_id: str) -> dict[str, Any]:
         job = dialer.cancel(job_id)
         if job is None:
             raise HTTPException(404, f"no dial job {job_id}")
         return job_view(dialer.store, dialer.store.get(job_id) or job, detail=False)
 
+    @router.post("/v1/calls/{job_id}/cancel", tags=["calls"], operation_id="cancelCall", response_model=CallView,
+                 responses=responses(404))
+    def cancel_call(job_id: JobId) -> dict[str, Any]:
+        """Cancel a dial job; a ringing or live call is hung up. The job stays readable (state `canceled`);
+        cancelling an ended job changes nothing."""
+        return _cancel(job_id)
+
+    @router.delete("/v1/calls/{job_id}", tags=["calls"], operation_id="deleteCall", response_model=CallView,
+                   responses=responses(404), deprecated=True)
+    def delete_call(job_id: JobId) -> dict[str, Any]:
+        """Deprecated alias of `POST /v1/calls/{job_id}/cancel` (the job is canceled, not deleted: it stays
+        readable)."""
+        return _cancel(job_id)
+
     # events
-    @router.get("/v1/events", tags=["events"])
-    async def events(request: Request, after: str = "", dial_job_id: str = "", campaign_id: str = "",
-                     wait_s: Annotated[float, Query(ge=0, le=30)] = 10,
+    @router.get("/v1/events", tags=["events"], operation_id="listEvents", response_model=EventPage,
+                responses=responses())
+    async def events(request: Request,
+                     after: Annotated[str, Query(pattern=STREAM_ID_PATTERN, description="A page's `next`; empty: "
+                                                 "from now, `0-0`: from the oldest kept event.")] = "",
+                     dial_job_id: Annotated[str, Query(max_length=200)] = "",
+                     campaign_id: Annotated[str, Query(max_length=200)] = "",
+                     wait_s: Annotated[float, Query(ge=0, le=30, allow_inf_nan=False)] = 10,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        """Dial job events after the stream id `after` (empty: from now), waiting up to wait_s.
-        Async, so long polls hold no worker thread."""
+        """Dial job events after the stream id `after`, waiting up to wait_s for one (an empty page when
+        none came: poll again with `next`). Async, so long polls hold no worker thread."""
         feed: DialEventFeed = request.app.state.event_feed
         if not after:
             after = await feed.latest_id()
         deadline = time.monotonic() + wait_s
         out: list[dict[str, Any]] = []
         while True:
-            block_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            for entry_id, event in await feed.read(after, limit, block_ms if wait_s else None):
+            remaining = deadline - time.monotonic()
+            for entry_id, event in await feed.read(after, limit, remaining if wait_s else 0):
                 after = entry_id
                 if dial_job_id and event.get("dial_job_id") != dial_job_id:
                     continue
                 if campaign_id and not await feed.in_campaign(campaign_id, event.get("dial_job_id", "")):
                     continue
                 out.append({"id": entry_id, **event})
-            if out or time.monotonic() >= deadline or not wait_s:
+            if out or not wait_s or time.monotonic() >= deadline:
                 return {"events": out, "next": after}
 
     return router

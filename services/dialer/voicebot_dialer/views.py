@@ -1,26 +1,19 @@
-"""Shapes the dialer API answers with, and the small checks its routes share."""
+"""Shapes the dialer API answers with (documented by `response_models`), and the small checks its
+routes share."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
-
 from voicebot_core.dial_jobs import is_terminal
 from voicebot_dialer.job_store import JobStore
 from voicebot_dialer.jobs import InvalidRequest
 from voicebot_dialer.models import to_e164
 
-
-def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"error": "invalid request", "detail": errors})
-
-
-def validation_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
-    return [{"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in exc.errors()]
+# Page cursors are Redis offsets and SSCAN cursors; kept to integers every JSON reader holds exactly
+# (and offset + page stays inside Redis' 64-bit ranges).
+MAX_CURSOR = 2**53 - 1
 
 
 def key_id(api_key: str) -> str:

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import lru_cache
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from voicebot_dialer.json_types import integer
+
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+
+
+@lru_cache(maxsize=1)
+def known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _clock(value: Any) -> Any:
+    """Local wall-clock times are strings 'HH:MM' (or 'HH:MM:SS'), never numbers or times with offsets."""
+    if not isinstance(value, str) or not re.fullmatch(CLOCK_PATTERN, value):
+        raise ValueError(f"{value!r} is not a local time: write HH:MM (24 h), e.g. 09:00")
+    return value
+
+
+Clock = Annotated[time, BeforeValidator(_clock), WithJsonSchema({"type": "string", "pattern": CLOCK_PATTERN,
+                                                                 "examples": ["09:00"]})]
 
 
 class CallingWindow(BaseModel):
@@ -13,26 +45,24 @@ class CallingWindow(BaseModel):
         "example": {"timezone": "America/New_York", "start": "09:00", "end": "20:00", "days": [0, 1, 2, 3, 4]}
     })
 
-    timezone: str = Field(..., description="IANA time zone of the callee, e.g. America/New_York.")
-    start: time = Field(..., description="Local time dialing may start (HH:MM).")
-    end: time = Field(..., description="Local time dialing must stop (HH:MM), after start.")
-    days: list[int] = Field(default_factory=lambda: list(range(7)),
-                            description="Allowed weekdays, Monday=0 … Sunday=6.")
+    timezone: str = Field(..., json_schema_extra={"pattern": ZONE_PATTERN, "maxLength": 64, "format": "iana-time-zone"},
+                          description="IANA time zone of the callee, e.g. America/New_York (a name of the tz "
+                                      "database; 422 otherwise).")
+    start: Clock = Field(..., description="Local time dialing may start (HH:MM, 24 h).")
+    end: Clock = Field(..., description="Local time dialing must stop (HH:MM, 24 h), later than start.")
+    days: list[integer(0, 6)] = Field(
+        default_factory=lambda: list(range(7)), min_length=1, description="Allowed weekdays, Monday=0 … Sunday=6.")
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Paris") from None
+        if len(value) > 64 or not re.fullmatch(ZONE_PATTERN, value) or value not in known_zones():
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Paris")
         return value
 
     @field_validator("days")
     @classmethod
     def _weekdays(cls, value: list[int]) -> list[int]:
-        if not value or any(d < 0 or d > 6 for d in value):
-            raise ValueError("days must be a non-empty list of weekday numbers 0 (Monday) to 6 (Sunday)")
         return sorted(set(value))
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed
 
 from helpers.servers import free_port
 from helpers.stub_worker import StubWorker
-from voicebot_gateway import media_relay
+from voicebot_gateway import relay_session
 
 
 async def test_fragmented_message_and_ping_from_twilio(gateway, signer, registry):
@@ -68,7 +68,7 @@ class SilentWorker:
 
 
 async def test_a_silent_worker_is_declared_lost_and_the_call_moves(gateway, signer, registry, monkeypatch):
-    monkeypatch.setattr(media_relay, "TICK_S", 0.05)  # ping after 0.5 s of silence, lost 0.5 s later
+    monkeypatch.setattr(relay_session, "TICK_S", 0.05)  # ping after 0.5 s of silence, lost 0.5 s later
     async with SilentWorker() as silent, StubWorker("w2") as spare:
         await registry.register("w1", f"ws://127.0.0.1:{silent.port}", capacity=1)
         ws = await open_stream(gateway, signer)

@@ -1,0 +1,190 @@
+"""The call behind a media stream, as both relays run it; they differ only in how frames move.
+
+`StreamCall.run` is one stream's life: wait for `connected`/`start` and check the call SID, reserve
+a worker slot and connect with a ticket (skipping workers that refuse), pin the call to the worker,
+relay until one side ends, re-attach to another worker when the worker's side broke, the busy
+message when no worker is free, the call events and metrics, and the drain accounting. A relay
+subclasses it with its way of reading the start, connecting, relaying and closing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Generic, TypeVar
+
+from opentelemetry.trace import SpanKind
+
+from voicebot_core import metrics, telemetry, twiml
+from voicebot_core.signatures import SignatureError, public_url
+from voicebot_core.tickets import issue_ticket
+from voicebot_core.twilio_protocol import FrameError, StreamStart
+from voicebot_core.vocabulary import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
+from voicebot_gateway.state import GatewayState
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0
+# per-frame counters: resolve the labelled children once, not 50 times a second per call
+RELAYED_INBOUND = metrics.FRAMES_RELAYED.labels(direction="inbound")
+RELAYED_OUTBOUND = metrics.FRAMES_RELAYED.labels(direction="outbound")
+
+W = TypeVar("W")  # a relay's connection to a worker
+
+
+def refuse_upgrade(state: GatewayState, request_url: str, headers: Mapping[str, str],
+                   signature: str | None) -> str | None:
+    """Why the stream's upgrade request is refused (its Twilio signature), or None to accept it."""
+    if not state.settings.gateway_validate_signatures:
+        return None
+    url = public_url(request_url=request_url, headers=headers,
+                     public_base_url=state.settings.gateway_public_base_url or None, websocket=True)
+    try:
+        state.signatures.check(url, {}, signature)
+    except SignatureError as exc:
+        metrics.REJECTED_SIGNATURES.labels(endpoint="stream").inc()
+        log.warning("rejected stream upgrade: %s", exc)
+        return str(exc)
+    return None
+
+
+async def say_busy(state: GatewayState, call_sid: str) -> None:
+    """No worker free: Twilio speaks the busy message and hangs up (the stream ends)."""
+    metrics.NO_CAPACITY.inc()
+    await state.calls.add_event(call_sid, "no-capacity")
+    await state.calls.upsert(call_sid, outcome="rejected", outcome_reason="no free worker")
+    try:
+        busy = twiml.say_and_hang_up(state.settings.gateway_busy_message)
+        await asyncio.to_thread(state.twilio.calls(call_sid).update, twiml=busy)
+    except Exception as exc:  # REST down: closing the stream still ends the call cleanly
+        log.error("could not play the busy message: %s", exc)
+
+
+class StreamCall(Generic[W]):
+    """One media stream's call. A relay supplies the hooks below; `run` is the rest."""
+
+    refused: tuple[type[Exception], ...]  # what `connect` raises when a worker will not take the call
+    gone: tuple[type[Exception], ...]  # what Twilio hanging up raises: nothing left to do
+
+    def __init__(self, state: GatewayState, call_sid: str) -> None:
+        self.state = state
+        self.call_sid = call_sid
+
+    async def read_start(self) -> StreamStart:
+        """`connected` and `start` from Twilio (FrameError when they are not that)."""
+        raise NotImplementedError
+
+    async def connect(self, address: str, ticket: str) -> W:
+        """The stream to a worker (raises one of `refused` when the worker refuses)."""
+        raise NotImplementedError
+
+    async def relay(self, worker: W) -> bool:
+        """Send the worker `connected`, `start` and on; relay until one side ends.
+        True: the worker's side broke while Twilio's is still open (re-attach)."""
+        raise NotImplementedError
+
+    async def detach(self, worker: W) -> None:
+        """Close the worker's stream after `relay`, however it ended."""
+        raise NotImplementedError
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close Twilio's side."""
+        raise NotImplementedError
+
+    def ended(self) -> None:
+        """The stream is over and accounted for."""
+
+    async def run(self) -> None:
+        state, call_sid = self.state, self.call_sid
+        state.stream_opened()
+        metrics.STREAMS_ACTIVE.inc()
+        started_at = time.monotonic()
+        worker_id = ""
+        try:
+            try:
+                start = await asyncio.wait_for(self.read_start(), START_TIMEOUT_S)
+            except (FrameError, TimeoutError) as exc:
+                raise FrameError(f"stream did not start: {exc}") from None
+            if start.call_sid != call_sid:
+                raise FrameError(f"start.callSid {start.call_sid} does not match the stream URL")
+            with telemetry.span("gateway.stream", kind=SpanKind.SERVER, parent=start.custom_parameters,
+                                attrs={"call.sid": call_sid,
+                                       "call.direction": start.custom_parameters.get("direction")}):
+                call = await state.calls.record(call_sid)
+                preferred = call.worker_id if call else ""
+                skip: set[str] = set()
+                attached_once = False
+                while True:
+                    opened = await self._open_worker(preferred, skip)
+                    if opened is None:
+                        if not attached_once:
+                            await say_busy(state, call_sid)
+                        else:
+                            await state.calls.add_event(call_sid, "failover-failed")
+                        await self.close(CLOSE_NORMAL)
+                        return
+                    worker_id, worker = opened
+                    await state.calls.upsert(call_sid, worker_id=worker_id, stream_sid=start.stream_sid,
+                                             status="in-progress")
+                    await state.calls.add_event(call_sid, "reattached" if attached_once else "stream-attached",
+                                                worker_id=worker_id)
+                    if not attached_once:
+                        metrics.CALL_SETUP.observe(time.monotonic() - started_at)
+                    log.info("call attached to worker %s", worker_id)
+                    attached_once = True
+                    try:
+                        worker_lost = await self.relay(worker)
+                    finally:
+                        await self.detach(worker)
+                        await state.registry.release(worker_id, call_sid)
+                    if not worker_lost:
+                        break
+                    skip.add(worker_id)
+                    preferred = ""
+                await self.close(CLOSE_NORMAL)
+        except FrameError as exc:
+            metrics.STREAM_ERRORS.labels(reason="bad_frame").inc()
+            metrics.FRAMES_DROPPED.labels(reason="malformed").inc()
+            log.warning("closing stream: %s", exc)
+            await state.calls.add_event(call_sid, "stream-error", reason=str(exc))
+            with contextlib.suppress(Exception):
+                await self.close(CLOSE_POLICY, str(exc)[:120])
+        except self.gone:
+            pass
+        except Exception:
+            metrics.STREAM_ERRORS.labels(reason="internal").inc()
+            log.exception("stream relay failed")
+            with contextlib.suppress(Exception):
+                await self.close(CLOSE_INTERNAL_ERROR)
+        finally:
+            try:
+                if worker_id:
+                    await state.registry.release(worker_id, call_sid)
+                await state.calls.add_event(call_sid, "stream-ended", worker_id=worker_id)
+            except Exception as exc:  # Redis trouble must not leave the stream counted (drain waits on it)
+                log.error("could not record the end of the stream: %s", exc)
+            finally:
+                metrics.STREAMS_ACTIVE.dec()
+                state.stream_closed()
+                self.ended()
+
+    async def _open_worker(self, preferred: str, skip: set[str]) -> tuple[str, W] | None:
+        """Reserve a slot and connect; a worker that refuses (full, draining, gone) is skipped."""
+        state, call_sid = self.state, self.call_sid
+        for _ in range(state.settings.gateway_worker_attempts):
+            reservation = await state.registry.reserve(call_sid, preferred_worker_id=preferred, skip=skip)
+            if reservation is None:
+                return None
+            ticket = issue_ticket(state.settings.stream_ticket_secret.get_secret_value(), call_sid,
+                                  reservation.worker_id)
+            try:
+                return reservation.worker_id, await self.connect(reservation.address, ticket)
+            except self.refused as exc:
+                log.warning("worker %s refused call: %s", reservation.worker_id, exc)
+                await state.registry.release(reservation.worker_id, call_sid)
+                skip.add(reservation.worker_id)
+                preferred = ""
+        return None

@@ -90,6 +90,7 @@ bench: venv deps models
 	$(PY) bench/voice_to_voice.py --turns 4
 	$(PY) bench/dialer_bench.py
 	$(PY) bench/gateway.py
+	$(PY) bench/density.py
 
 lock: venv
 	$(PY) -m pip freeze --exclude-editable > requirements.lock

@@ -27,6 +27,7 @@ from voicebot_core.vocabulary import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_T
 from voicebot_worker.call import CallSession
 from voicebot_worker.call_setup import prepare_call
 from voicebot_worker.settings import WorkerSettings
+from voicebot_worker.turns import stats as turn_stats
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def create_app(settings: WorkerSettings | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"ok": True, "worker_id": settings.worker_id}
+        return {"ok": True, "worker_id": settings.worker_id, "smart_turn": dict(turn_stats)}
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:

@@ -1,8 +1,9 @@
 """The pipecat pipeline of one call, on the stream the gateway relays from Twilio.
 
-transport.input -> stream events (marks, stop) -> STT -> user aggregator (VAD, turns)
--> LLM -> speech intents -> TTS -> speech monitor (marks) -> transport.output
--> recorder (caller left, bot right) -> assistant aggregator
+transport.input (noise filter, noise.py) -> stream events (marks, stop) -> STT -> user aggregator
+(VAD batched across calls, vad.py; Smart Turn on a shared thread, turns.py) -> caller audio
+shortcut (the caller's frames go straight to the recorder from here) -> LLM -> speech intents
+-> TTS -> speech monitor (marks) -> transport.output -> recorder (caller left, bot right) -> assistant aggregator
 
 Everything the pipeline reports goes to one `CallEvents` (events.py).
 """
@@ -15,7 +16,6 @@ from typing import Any
 from fastapi import WebSocket
 from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
-from pipecat.audio.filters.rnnoise_filter import RNNoiseFilter
 from pipecat.frames.frames import MetricsFrame
 from pipecat.metrics.metrics import TTFBMetricsData
 from pipecat.pipeline.pipeline import Pipeline
@@ -35,7 +35,8 @@ from voicebot_core import metrics, telemetry
 from voicebot_worker.call_setup import CallSetup
 from voicebot_worker.events import CallEvents
 from voicebot_worker.marks import MarkTracker
-from voicebot_worker.processors import SpeechIntentTap, SpeechMonitor, StreamEventsProcessor
+from voicebot_worker.noise import PhoneNoiseFilter
+from voicebot_worker.processors import CallerAudioShortcut, SpeechIntentTap, SpeechMonitor, StreamEventsProcessor
 from voicebot_worker.providers import ProviderServices, build_services
 from voicebot_worker.serializer import VoicebotTwilioSerializer
 from voicebot_worker.settings import WorkerSettings
@@ -74,7 +75,7 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         websocket=websocket,
         params=FastAPIWebsocketParams(
             audio_in_enabled=True, audio_out_enabled=True, add_wav_header=False, serializer=serializer,
-            audio_in_filter=RNNoiseFilter() if profile.noise_filter else None, allowed_origins=[],
+            audio_in_filter=PhoneNoiseFilter() if profile.noise_filter else None, allowed_origins=[],
         ),
     )
     context = _context(setup, services, tools.register(services.llm))
@@ -85,6 +86,7 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         StreamEventsProcessor(events),
         services.stt,
         aggregators.user(),
+        CallerAudioShortcut(recorder),
         services.llm,
         SpeechIntentTap(tracker),
         services.tts,
@@ -100,6 +102,9 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         pipeline,
         params=PipelineParams(audio_in_sample_rate=rate, audio_out_sample_rate=rate, enable_metrics=True),
         enable_rtvi=False,
+        # Turn tracking is an observer fed every frame (a queue put and a task wake-up per 20 ms frame);
+        # only tracing reads it.
+        enable_turn_tracking=telemetry.tracing_active(),
         idle_timeout_secs=settings.worker_pipeline_idle_timeout_s,
         cancel_runner_on_idle_timeout=False,
         enable_tracing=telemetry.tracing_active(),

@@ -6,13 +6,24 @@ reported (the call's stream is then closed) instead of being silently skipped.
 
 from __future__ import annotations
 
+import audioop  # Python 3.13+: from audioop-lts, as in pipecat
+import base64
 from dataclasses import dataclass
 
-from pipecat.frames.frames import AudioRawFrame, Frame, InterruptionFrame, OutputTransportMessageFrame, SystemFrame
+from pipecat.frames.frames import (
+    AudioRawFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    OutputTransportMessageFrame,
+    SystemFrame,
+)
 from pipecat.serializers.twilio import TwilioFrameSerializer
 
 from voicebot_core.twilio_protocol import FrameError, parse_frame
 from voicebot_worker.events import CallEvents
+
+TWILIO_RATE = 8000
 
 
 @dataclass
@@ -58,6 +69,11 @@ class VoicebotTwilioSerializer(TwilioFrameSerializer):
             self._failed = True
             self._events.on_protocol_error(str(exc))
             return None
+        if message.event == "media" and self._sample_rate == TWILIO_RATE:
+            # The message is parsed already: decode its audio here instead of letting the stock
+            # serializer parse the JSON a second time and run an 8 kHz -> 8 kHz resampler (per frame).
+            pcm = audioop.ulaw2lin(base64.b64decode(message.data["media"]["payload"]), 2)
+            return InputAudioRawFrame(audio=pcm, num_channels=1, sample_rate=TWILIO_RATE) if pcm else None
         if message.event in ("media", "dtmf"):
             return await super().deserialize(data)
         if message.event == "mark":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from voicebot_core.vocabulary import KNOWN_CALL_OUTCOMES
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 TTFB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
@@ -21,6 +23,11 @@ WORKER_HEARTBEAT = Gauge(
     "Unix time of this worker's last registry heartbeat written to Redis (alerts on its age).",
 )
 CALL_OUTCOMES = Counter("voicebot_call_outcomes_total", "Finished calls by outcome.", ["direction", "outcome"])
+# Every known series exists at 0 from start-up: a series born at its first call would make
+# increase() miss that call (and dashboards read "No data" until the second one).
+for _direction in ("inbound", "outbound"):
+    for _outcome in KNOWN_CALL_OUTCOMES:
+        CALL_OUTCOMES.labels(direction=_direction, outcome=_outcome)
 TURN_LATENCY = Histogram(
     "voicebot_turn_latency_seconds",
     "Voice-to-voice latency: end of caller speech to first bot audio sent.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from abc import ABCMeta, abstractmethod
 from typing import Any, Protocol
 
 from prometheus_client import Counter
@@ -52,7 +53,7 @@ class Peer(Protocol):
     def resume_reading(self) -> None: ...
 
 
-class FrameRelay(asyncio.Protocol):
+class FrameRelay(asyncio.Protocol, metaclass=ABCMeta):
     """What both sockets of a relayed stream do alike; subclasses say how frames arrive and answer the hooks."""
 
     MASKED: bool  # frames arrive masked: we are this socket's server (and send unmasked frames)
@@ -161,9 +162,9 @@ class FrameRelay(asyncio.Protocol):
             return
         self.relayed += count
 
+    @abstractmethod
     def _frame(self, b0: int, raw: bytes, payload: bytes) -> bool:
         """A frame that does not go on unparsed (payload unmasked). False: stop reading."""
-        raise NotImplementedError
 
     def _control(self, opcode: int, payload: bytes) -> bool:
         """Ping, pong or close; False after a close."""
@@ -186,11 +187,13 @@ class FrameRelay(asyncio.Protocol):
     def _peer_gone(self, count: int) -> None:
         """The peer's socket broke while `count` messages were written to it."""
 
+    @abstractmethod
     def _protocol_error(self, reason: str) -> None:
-        raise NotImplementedError
+        """A frame header this end must refuse: close the socket."""
 
+    @abstractmethod
     def _too_large(self, length: int) -> None:
-        raise NotImplementedError
+        """A frame over this end's size limit: close the socket."""
 
     # --- backpressure ----------------------------------------------------------------------------
     def pause_writing(self) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
@@ -63,7 +64,7 @@ async def say_busy(state: GatewayState, call_sid: str) -> None:
         log.error("could not play the busy message: %s", exc)
 
 
-class StreamCall(Generic[W]):
+class StreamCall(ABC, Generic[W]):
     """One media stream's call. A relay supplies the hooks below; `run` is the rest."""
 
     refused: tuple[type[Exception], ...]  # what `connect` raises when a worker will not take the call
@@ -73,26 +74,26 @@ class StreamCall(Generic[W]):
         self.state = state
         self.call_sid = call_sid
 
+    @abstractmethod
     async def read_start(self) -> StreamStart:
         """`connected` and `start` from Twilio (FrameError when they are not that)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def connect(self, address: str, ticket: str) -> W:
         """The stream to a worker (raises one of `refused` when the worker refuses)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def relay(self, worker: W) -> bool:
         """Send the worker `connected`, `start` and on; relay until one side ends.
         True: the worker's side broke while Twilio's is still open (re-attach)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def detach(self, worker: W) -> None:
         """Close the worker's stream after `relay`, however it ended."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def close(self, code: int, reason: str = "") -> None:
         """Close Twilio's side."""
-        raise NotImplementedError
 
     def ended(self) -> None:
         """The stream is over and accounted for."""

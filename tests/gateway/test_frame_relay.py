@@ -48,6 +48,7 @@ class Side(FrameRelay):
 
     def _too_large(self, length: int) -> None:
         self.errors.append(f"too large: {length}")
+        self.passing = False  # as a stream that ended: later frames are read, none goes on
 
 
 def test_a_read_of_frames_that_go_on_is_one_write_of_the_same_bytes():
@@ -88,10 +89,22 @@ def test_control_frames_are_answered_between_runs():
     (True, server_frame(OP_TEXT, b"x"), "bad header"),  # unmasked from a client
     (False, client_frame(OP_TEXT, b"x"), "bad header"),  # masked from a server
     (False, b"\xc1\x01x", "bad header"),  # an extension bit
-    (False, server_frame(OP_TEXT, b"x" * 1001), "too large: 1001"),
 ])
 def test_broken_frames_end_the_read_after_what_came_before(masked, frame, error):
     side = Side(masked=masked)
     good = (client_frame if masked else server_frame)(OP_TEXT, MEDIA)
     side._read_frames(good + frame + good)
     assert side.errors == [error] and side.peer.writes == [good]
+
+
+@pytest.mark.parametrize("split", [None, 6, 14, 700, 1010])
+def test_a_frame_too_large_is_skipped_unread_and_the_frames_after_it_are_read(split):
+    side = Side(masked=True)
+    good, big = client_frame(OP_TEXT, MEDIA), client_frame(OP_TEXT, b"x" * 1001)
+    data = good + big + client_frame(OP_TEXT, b"after") + client_frame(OP_PING, b"hi")
+    cut = len(data) if split is None else len(good) + split  # the big frame's rest comes in a later read
+    side._read_frames(data[:cut])
+    side._read_frames(data[cut:])
+    assert side.errors == ["too large: 1001"] and side.peer.writes == [good]
+    assert side.frames == [b"after", b"hi"]  # read as frames: the oversized payload was not
+    assert [write[0] for write in side.transport.writes] == [0x80 | OP_PONG]

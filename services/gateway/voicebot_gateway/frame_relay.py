@@ -80,6 +80,7 @@ class FrameRelay(asyncio.Protocol, metaclass=ABCMeta):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.peer: Peer | None = None
         self.buf = b""  # an incomplete frame from the last read
+        self.unread = 0  # bytes still to come of a frame refused unread: skipped, not read as frames
         self.relayed = 0  # frames relayed since the last flush
         self.rx = False  # the socket sent something since the last keepalive check
         self.ping_out = False
@@ -90,6 +91,8 @@ class FrameRelay(asyncio.Protocol, metaclass=ABCMeta):
     def _read_frames(self, data: bytes) -> None:
         """The hot path: a loop over the frames of one read, no allocation but the checks' own."""
         self.rx = True
+        if self.unread:
+            data = self._skip_unread(data)
         if self.buf:
             data = self.buf + data
             self.buf = b""
@@ -121,6 +124,7 @@ class FrameRelay(asyncio.Protocol, metaclass=ABCMeta):
             if length > limit:
                 self._flush(data, run, pos, count)
                 self._too_large(length)
+                self._read_past(data, head + mask + length)
                 return
             end = head + mask + length
             if end > n:
@@ -161,6 +165,21 @@ class FrameRelay(asyncio.Protocol, metaclass=ABCMeta):
             self._peer_gone(count)
             return
         self.relayed += count
+
+    def _read_past(self, data: bytes, end: int) -> None:
+        """Go on after a frame refused unread, so the frames after it (a close) are still read as frames."""
+        if self.transport.is_closing():
+            return
+        if end < len(data):
+            self._read_frames(data[end:])
+        else:
+            self.unread = end - len(data)
+
+    def _skip_unread(self, data: bytes) -> bytes:
+        """What a read holds after the rest of a refused frame."""
+        skipped = min(self.unread, len(data))
+        self.unread -= skipped
+        return data[skipped:]
 
     @abstractmethod
     def _frame(self, b0: int, raw: bytes, payload: bytes) -> bool:

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 STREAM_PATH = re.compile(r"/twilio/stream/([^/?]+)")
 PENDING_LIMIT = 500  # frames held while (re-)attaching: 10 s of audio
+UNREADABLE = 1 << 62  # after a broken frame header no frame boundary can be found: the rest is skipped
 
 
 class StreamRelayProtocol(FrameRelay):
@@ -183,7 +184,11 @@ class StreamRelayProtocol(FrameRelay):
 
     # --- frames other than the plain media of a relaying stream ----------------------------------
     def _frame(self, b0: int, raw: bytes, payload: bytes) -> bool:
-        """One frame that is not plain media (or not relaying yet). False: stop reading."""
+        """One frame that is not plain media (or not relaying yet). False: stop reading.
+
+        After a malformed frame the stream has ended (`phase`): the frames after it are still read,
+        for a close or a ping, and go nowhere.
+        """
         opcode = b0 & 0x0F
         if opcode >= 8:
             if not b0 & 0x80 or len(payload) > 125:
@@ -194,12 +199,11 @@ class StreamRelayProtocol(FrameRelay):
             return True
         if opcode == OP_BINARY or (opcode == OP_CONT) == (self.fragments is None):
             self._frame_error(FrameError("binary or out-of-order frame"))
-            return False
+            return True
         if not b0 & 0x80:  # a fragment: gather the message, send it on as one frame
             self.fragments = [*(self.fragments or []), payload]
             if sum(map(len, self.fragments)) > MAX_FRAME_CHARS:
                 self._frame_error(FrameError("fragmented frame exceeds the size limit"))
-                return False
             return True
         if self.fragments is not None:
             payload = b"".join([*self.fragments, payload])
@@ -212,7 +216,7 @@ class StreamRelayProtocol(FrameRelay):
                 return True
         except (FrameError, UnicodeDecodeError) as exc:
             self._frame_error(exc if isinstance(exc, FrameError) else FrameError(f"frame is not UTF-8: {exc}"))
-            return False
+            return True
         if self.phase == "relaying":
             self._flush(raw, 0, len(raw), 1)
         elif len(self.pending) < PENDING_LIMIT:
@@ -254,6 +258,7 @@ class StreamRelayProtocol(FrameRelay):
             self._end(FAILED)
 
     def _protocol_error(self, reason: str) -> None:
+        self.unread = UNREADABLE
         self.close(CLOSE_PROTOCOL, reason)
         self._frame_error(FrameError(reason))
 

@@ -26,7 +26,7 @@ print-pythonpath:
 	@echo $(PYTHONPATH)
 
 .PHONY: print-venv print-pythonpath help venv deps models models-small lint check-deploy check-observability test demo up down \
-        bench render-k8s lock clean
+        bench render-k8s images test-images lock clean
 
 help:
 	@echo "make demo    a whole simulated call on local models (installs what it needs)"
@@ -34,6 +34,7 @@ help:
 	@echo "make up      the stack in the background (make down stops it)"
 	@echo "make bench   benchmarks (voice-to-voice latency, dialer throughput and pacing)"
 	@echo "make models  local model weights into $(VOICEBOT_MODELS_DIR)"
+	@echo "make images  every container image (docker, or podman when no Docker engine answers)"
 
 # The venv lives outside the checkout, keyed by the lock's hash: a new clone with the same lock
 # reuses it, a changed lock builds a fresh one.
@@ -72,8 +73,11 @@ render-k8s:
 	bash scripts/fetch_deploy_tools.sh $(TOOLS_DIR)
 	bash scripts/render-k8s.sh
 
+# The images are built and run after the suites (not beside them: the timing-sensitive call tests
+# share the machine's two cores). SKIP_IMAGES=1 leaves them out.
 test: venv deps models-small lint check-deploy check-observability
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@if [ -z "$(SKIP_IMAGES)" ]; then $(MAKE) --no-print-directory test-images; fi
 
 demo: venv deps models
 	$(PY) -m voicebot_devstack demo
@@ -92,8 +96,23 @@ bench: venv deps models
 	$(PY) bench/gateway.py
 	$(PY) bench/density.py
 
+# Every folder's pyproject.toml dependencies and requirements.in, installed and frozen into
+# requirements.lock; then the per-image locks (docker/locks) from it.
+# Every image of docker/Dockerfile, installed offline from wheels resolved here (docker or podman).
+images: venv
+	PY=$(PY) CACHE_DIR=$(CACHE_DIR) bash scripts/build_images.sh
+
+# The stack from those images under the chart's pod specs (podman kube play): endpoints, an inbound
+# and an outbound call, a bot-worker drain (scripts/test_images.py).
+test-images: images
+	bash scripts/fetch_deploy_tools.sh $(TOOLS_DIR)
+	CACHE_DIR=$(CACHE_DIR) $(PY) scripts/test_images.py
+
 lock: venv
+	$(PY) scripts/image_locks.py requirements > $(CACHE_DIR)/requirements-all.txt
+	$(PY) -m pip install --quiet -r $(CACHE_DIR)/requirements-all.txt
 	$(PY) -m pip freeze --exclude-editable > requirements.lock
+	$(PY) scripts/image_locks.py write
 
 clean:
 	rm -rf .pytest_cache .ruff_cache run

@@ -28,6 +28,7 @@ def test_every_container_is_locked_down_and_sized(render):
     for name, spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["automountServiceAccountToken"] is False, name
+        assert spec["enableServiceLinks"] is False, name
         for container in spec["containers"] + spec.get("initContainers", []):
             ctx = container["securityContext"]
             assert ctx["readOnlyRootFilesystem"] is True, name
@@ -86,7 +87,8 @@ def test_keda_scaledobject_queries_this_releases_workers(render):
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["metadata"]["query"] == (
         'sum(voicebot_active_calls{namespace="voicebot",service="voicebot-bot-worker"})')
-    assert trigger["metadata"]["threshold"] == "5"
+    # targetActiveCallsPerPod unset in that case: 70 % of the default capacity of 4.
+    assert trigger["metadata"]["threshold"] == "2.8"
     assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
 
 
@@ -177,3 +179,167 @@ def test_models_init_container_fills_the_emptydir(render):
     assert "emptyDir" in models
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models")
     assert mount["readOnly"] is False
+
+
+def quantity(value: str) -> float:
+    """A Kubernetes quantity as the HPA reads it ("2800m" -> 2.8)."""
+    return int(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+def hpa_target(docs) -> str:
+    (metric,) = find(docs, "HorizontalPodAutoscaler", "voicebot-bot-worker")["spec"]["metrics"]
+    return metric["pods"]["target"]["averageValue"]
+
+
+def keda_threshold(docs) -> str:
+    (trigger,) = find(docs, "ScaledObject", "voicebot-bot-worker")["spec"]["triggers"]
+    return trigger["metadata"]["threshold"]
+
+
+def test_autoscaler_targets_default_to_70_percent_of_capacity(render):
+    hpa, keda = ("--set", "botWorker.autoscaling.enabled=true"), ("--set", "botWorker.keda.enabled=true")
+    # Default capacity 4: 2.8 active calls per pod, as a quantity for the HPA and a decimal for KEDA.
+    assert hpa_target(render(*hpa)) == "2800m"
+    assert keda_threshold(render(*keda)) == "2.8"
+    for capacity, quantity_text, decimal in ((3, "2100m", "2.1"), (10, "7", "7"), (1, "700m", "0.7")):
+        cap = ("--set", f"botWorker.capacity={capacity}")
+        assert hpa_target(render(*hpa, *cap)) == quantity_text, capacity
+        assert keda_threshold(render(*keda, *cap)) == decimal, capacity
+    # An explicit target below capacity is kept (production case: 6 of capacity 8).
+    production = render("-f", PRODUCTION)
+    worker = find(production, "Deployment", "voicebot-bot-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(worker)["VOICEBOT_WORKER_CAPACITY"]["value"] == "8"
+    assert hpa_target(production) == "6"
+    assert keda_threshold(render(*keda, "--set-json", "botWorker.keda.targetActiveCallsPerPod=2.5")) == "2.5"
+
+
+def test_every_rendered_autoscaler_targets_below_capacity(render):
+    for args in (("-f", PRODUCTION), ("-f", EXTERNAL), ("--set", "botWorker.autoscaling.enabled=true"),
+                 ("--set", "botWorker.keda.enabled=true", "--set", "botWorker.capacity=2")):
+        docs = render(*args)
+        worker = find(docs, "Deployment", "voicebot-bot-worker")["spec"]["template"]["spec"]["containers"][0]
+        capacity = int(env_of(worker)["VOICEBOT_WORKER_CAPACITY"]["value"])
+        targets = [quantity(hpa_target(docs))] if any(d["kind"] == "HorizontalPodAutoscaler" for d in docs) else []
+        targets += [float(keda_threshold(docs))] if any(d["kind"] == "ScaledObject" for d in docs) else []
+        assert len(targets) == 1, args
+        assert 0 < targets[0] < capacity, (args, targets, capacity)
+
+
+def test_autoscaler_target_at_or_above_capacity_is_refused(helm):
+    cases = [
+        ("botWorker.autoscaling", "4", "4"),    # equal to the default capacity
+        ("botWorker.keda", "6", "4"),           # the old default, above the default capacity
+        ("botWorker.autoscaling", "8.5", "8"),
+        ("botWorker.keda", "8", "8"),
+    ]
+    for key, target, capacity in cases:
+        result = helm("--set", f"{key}.enabled=true", "--set-json", f"{key}.targetActiveCallsPerPod={target}",
+                      "--set", f"botWorker.capacity={capacity}")
+        assert result.returncode != 0, (key, target)
+        assert (f"{key}.targetActiveCallsPerPod ({target}) must be below botWorker.capacity ({capacity}): the "
+                "average of active calls per pod never exceeds the capacity, so the autoscaler would never "
+                "add a pod") in result.stderr, result.stderr
+    # The guard applies to the enabled autoscaler only, and just below capacity renders.
+    assert helm("--set-json", "botWorker.keda.targetActiveCallsPerPod=6").returncode == 0
+    assert helm("--set", "botWorker.autoscaling.enabled=true",
+                "--set-json", "botWorker.autoscaling.targetActiveCallsPerPod=3.9").returncode == 0
+
+
+def test_pod_templates_carry_no_chart_version(render, tmp_path):
+    cases = [(), ("-f", PRODUCTION), ("-f", EXTERNAL), ("-f", MINIMAL)]
+    for args in cases:
+        for doc in (d for d in render(*args) if d["kind"] in WORKLOAD_KINDS):
+            name = doc["metadata"]["name"]
+            pod_labels = doc["spec"]["template"]["metadata"]["labels"]
+            assert "helm.sh/chart" not in pod_labels, name
+            assert "app.kubernetes.io/version" not in pod_labels, name
+            assert doc["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), name
+            # The object's own metadata keeps the chart and version labels.
+            assert doc["metadata"]["labels"]["helm.sh/chart"] == "voicebot-0.1.0", name
+    # A chart-only release (new chart version and appVersion, images pinned) leaves every pod
+    # template as it was, so `helm upgrade` rolls no pod (a bot-worker drain takes up to an hour).
+    chart = tmp_path / "voicebot"
+    shutil.copytree(CHART, chart)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    pinned = ["--set", "global.imageRegistry=registry.example.com"] + [
+        f"--set={c}.image.tag=0.1.0" for c in ("gateway", "botWorker", "dialerApi", "dialerWorker", "llmServer")]
+    (chart / "Chart.yaml").write_text(yaml.safe_dump({**meta, "version": "9.9.9", "appVersion": "9.9.9"}))
+    stable = {"voicebot-gateway", "voicebot-bot-worker", "voicebot-dialer-api", "voicebot-dialer-worker",
+              "voicebot-llm-server", "voicebot-redis"}
+    for args in cases:
+        before = {d["metadata"]["name"]: d["spec"]["template"]
+                  for d in render(*args, *pinned) if d["metadata"]["name"] in stable and d["kind"] in WORKLOAD_KINDS}
+        after_docs = render(*args, *pinned, chart=chart)
+        after = {d["metadata"]["name"]: d["spec"]["template"]
+                 for d in after_docs if d["metadata"]["name"] in stable and d["kind"] in WORKLOAD_KINDS}
+        assert before == after, args
+        assert "voicebot-bot-worker" in after
+        assert find(after_docs, "Deployment", "voicebot-bot-worker")["metadata"]["labels"][
+            "helm.sh/chart"] == "voicebot-9.9.9"
+
+
+def test_config_checksums_follow_the_data(render):
+    def notes(*args):
+        docs = render("-f", PRODUCTION, *args)
+        return (find(docs, "Deployment", "voicebot-bot-worker")["spec"]["template"]["metadata"]["annotations"],
+                find(docs, "StatefulSet", "voicebot-redis")["spec"]["template"]["metadata"]["annotations"])
+    worker, redis = notes()
+    changed_worker, _ = notes("--set", "agentProfiles.profiles=default_profile: other")
+    _, changed_redis = notes("--set", "redis.bundled.extraConfig=maxclients 100")
+    assert changed_worker["checksum/agent-profiles"] != worker["checksum/agent-profiles"]
+    assert changed_redis["checksum/config"] != redis["checksum/config"]
+
+
+def test_priority_class_name_is_rendered_only_when_set(render):
+    for name, spec in pod_specs(render("-f", PRODUCTION)):
+        assert "priorityClassName" not in spec, name
+    docs = render("-f", PRODUCTION, "--set", "botWorker.priorityClassName=voicebot-calls",
+                  "--set", "gateway.priorityClassName=voicebot-gateway",
+                  "--set", "llmServer.priorityClassName=voicebot-llm")
+    specs = dict(pod_specs(docs))
+    assert specs["voicebot-bot-worker"]["priorityClassName"] == "voicebot-calls"
+    assert specs["voicebot-gateway"]["priorityClassName"] == "voicebot-gateway"
+    assert specs["voicebot-llm-server"]["priorityClassName"] == "voicebot-llm"
+    assert "priorityClassName" not in specs["voicebot-dialer-api"]
+
+
+def test_helm_test_hook_checks_the_gateway_with_its_own_image(render):
+    docs = render("-f", MINIMAL, "--set", "gateway.image.pullPolicy=Always")
+    pod = find(docs, "Pod", "voicebot-test-gateway")
+    notes = pod["metadata"]["annotations"]
+    assert notes["helm.sh/hook"] == "test"
+    assert set(notes["helm.sh/hook-delete-policy"].split(",")) == {"before-hook-creation", "hook-succeeded"}
+    # checkov skips on the pod itself, each with its reason after "=".
+    for key, value in notes.items():
+        if key.startswith("checkov.io/skip"):
+            check, _, reason = value.partition("=")
+            assert check and len(reason) > 20, (key, value)
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    (container,) = spec["containers"]
+    gateway = find(docs, "Deployment", "voicebot-gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == gateway["image"] == "voicebot/gateway:0.1.0"
+    assert container["imagePullPolicy"] == gateway["imagePullPolicy"] == "Always"
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True and ctx["runAsUser"] == 10001
+    assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["command"][:4] == ["python", "-I", "-B", "-c"]
+    env = env_of(container)
+    assert env["VOICEBOT_TEST_GATEWAY_URL"]["value"] == "http://voicebot-gateway:8080"
+    # Same token and public URL the gateway signs and checks with.
+    assert env["VOICEBOT_TWILIO_AUTH_TOKEN"]["valueFrom"] == env_of(gateway)["VOICEBOT_TWILIO_AUTH_TOKEN"]["valueFrom"]
+    assert env["VOICEBOT_TWILIO_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "voicebot-secrets", "key": "twilio-auth-token"}
+    assert env["VOICEBOT_GATEWAY_PUBLIC_BASE_URL"]["value"] == (
+        env_of(gateway)["VOICEBOT_GATEWAY_PUBLIC_BASE_URL"]["value"])
+    # The gateway's NetworkPolicy lets the test pod in.
+    policy = find(render(), "NetworkPolicy", "voicebot-gateway")
+    peers = [p for rule in policy["spec"]["ingress"] for p in rule["from"]]
+    assert {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "voicebot", "app.kubernetes.io/instance": "voicebot",
+        "app.kubernetes.io/component": "helm-test"}}} in peers
+    assert find(render(), "Pod", "voicebot-test-gateway")["metadata"]["labels"][
+        "app.kubernetes.io/component"] == "helm-test"

@@ -2,7 +2,10 @@
 
 No Docker engine here: this parses the Dockerfile's stages, lays out each image's /app with
 scripts/pythonpath.py (what the `sources` stage runs), adds the target's other COPY lines, and
-imports the image's entry module with only the folders of the image's voicebot.pth on sys.path.
+imports what the target's `compile` line imports at build time with only the folders of the
+image's voicebot.pth on sys.path. Each target's packages come from its own `deps-<image>` stage
+(docker/locks/<image>.lock, offline from build/wheels): tests/deploy/test_image_locks.py checks
+those locks against the code.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ STAGES = parse_stages(DOCKERFILE)
 _USED = {s.base for s in STAGES.values()} | {
     m for s in STAGES.values() for op, args in s.ops if op == "COPY" for m in re.findall(r"--from=(\S+)", args)}
 TARGETS = sorted(name for name in STAGES if name not in _USED)
+# The images the chart deploys (the emulator, for tests of the images, is not one of them).
+CHART_IMAGES = set(re.findall(r"^\s*repository:\s*voicebot/([\w-]+)\s*$",
+                              (REPO / "charts" / "voicebot" / "values.yaml").read_text(), flags=re.M))
 
 
 def chain(target: str) -> list[tuple[str, str]]:
@@ -113,7 +119,73 @@ def test_sources_stage_lays_out_the_images_from_pyproject():
         for folder in folders:
             assert any(folder == c or folder.startswith(c + "/") for c in copied), f"{image}: {folder} not copied"
     # The venv's Python runs the script: its site-packages is where voicebot.pth must go.
-    assert STAGES["sources"].base == "deps"
+    assert STAGES["sources"].base == "venv"
+    assert image_env(STAGES["venv"].ops)["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert ("RUN", "python3 -m venv /opt/venv") in STAGES["venv"].ops
+
+
+def test_each_target_installs_only_its_own_lock_offline():
+    """venv stage: the locks and wheels; deps-<image>: pip install of docker/locks/<image>.lock from
+    /wheels with no index; each target copies the venv of its own deps stage, and nothing else."""
+    assert ("COPY", "docker/locks /locks") in STAGES["venv"].ops
+    assert ("COPY", "build/wheels /wheels") in STAGES["venv"].ops
+    deps_stages = sorted(name for name in STAGES if name.startswith("deps-"))
+    assert deps_stages == [f"deps-{t}" for t in TARGETS], "one deps-<image> stage per target"
+    assert sorted(p.stem for p in (REPO / "docker" / "locks").glob("*.lock")) == TARGETS
+    for target in TARGETS:
+        deps = STAGES[f"deps-{target}"]
+        assert deps.base == "venv", target
+        (install,) = [args for op, args in deps.ops if op == "RUN"]
+        pip, _, after = install.partition(" && ")
+        assert pip.split()[:2] == ["/opt/venv/bin/pip", "install"], target
+        flags = pip.split()[2:]
+        assert {"--no-index", "--no-deps", "--no-compile", "--no-cache-dir"} <= set(flags), target
+        assert flags[flags.index("--find-links") + 1] == "/wheels", target
+        assert flags[flags.index("-r") + 1] == f"/locks/{target}.lock", target
+        assert flags.count("-r") == 1 and not [f for f in flags if not f.startswith("-") and "/" not in f], \
+            f"{target}: installs its lock and nothing else"
+        # pip and setuptools leave the venv: nothing installs at run time
+        assert after == "/opt/venv/bin/pip uninstall --quiet --yes pip setuptools", target
+        venv_copies = [args for op, args in chain(target) if op == "COPY" and "/opt/venv" in args]
+        assert venv_copies == [f"--from=deps-{target} /opt/venv /opt/venv"], target
+    # No stage reaches a package index.
+    for stage in STAGES.values():
+        for op, args in stage.ops:
+            if op == "RUN" and "pip install" in args:
+                assert "--no-index" in args, f"{stage.name}: pip install without --no-index"
+
+
+def compile_line(target: str) -> tuple[int, list[str]]:
+    """(position in the target's ops, command) of its `compile` RUN: python -c '...' MODULE ..."""
+    lines = [(i, json.loads(args)) for i, (op, args) in enumerate(STAGES[target].ops)
+             if op == "RUN" and args.startswith("[") and "import_module" in args]
+    assert len(lines) == 1, f"{target}: one compile line, found {len(lines)}"
+    return lines[0]
+
+
+def compile_modules(target: str) -> list[str]:
+    return compile_line(target)[1][3:]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_compile_line_writes_the_start_up_bytecode(target):
+    """The deps stages install with --no-compile: the target compiles what its process imports at
+    start-up, as root (the venv and /app belong to root) and with bytecode writing turned back on
+    (PYTHONDONTWRITEBYTECODE=1 everywhere else), then drops back to the unprivileged user."""
+    ops = STAGES[target].ops
+    index, command = compile_line(target)
+    assert command[:2] == ["python", "-c"], target
+    assert "sys.dont_write_bytecode = False" in command[2], target
+    assert compile_modules(target), f"{target}: compiles nothing"
+    users = [(i, args) for i, (op, args) in enumerate(ops) if op == "USER"]
+    assert [a for i, a in users if i < index][-1] == "0:0", f"{target}: compile as root"
+    assert next(a for i, a in users if i > index) == "10001:10001", f"{target}: back to the user after compiling"
+    entry = entry_module(chain(target))
+    if entry not in compile_modules(target):
+        # only an entry that runs its process on import (no __main__ guard) may be left out
+        path = _module_file([REPO / f for f in IMAGES[target]], entry)
+        assert path is not None and "__name__" not in path.read_text(), \
+            f"{target}: the compile line leaves out the entry module {entry}"
 
 
 def test_images_run_as_the_non_root_user_on_the_pinned_base():
@@ -161,6 +233,8 @@ def image_path(root: Path) -> list[Path]:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_image_sources_are_complete(target, trees, tmp_path):
+    """What the build's compile line imports, imported here with only the image's folders on
+    sys.path; the entry module is found there too (it is not imported: some run on import)."""
     ops = chain(target)
     root = image_root(target, trees, tmp_path)
     folders = image_path(root)
@@ -168,9 +242,15 @@ def test_image_sources_are_complete(target, trees, tmp_path):
     module = entry_module(ops)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
     env["PYTHONPATH"] = os.pathsep.join(map(str, folders))
-    result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=root, env=env,
+    code = ("import importlib, importlib.util, sys\n"
+            "for m in sys.argv[2:]: importlib.import_module(m)\n"
+            "spec = importlib.util.find_spec(sys.argv[1])\n"
+            "assert spec is not None and spec.origin, sys.argv[1]\n"
+            "print(spec.origin)\n")
+    result = subprocess.run([sys.executable, "-c", code, module, *compile_modules(target)], cwd=root, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, f"{target}: import {module} failed:\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, f"{target}: imports failed:\n{result.stderr[-2000:]}"
+    assert Path(result.stdout.strip()).is_relative_to(root / "app"), f"{target}: {module} from {result.stdout}"
 
 
 def _module_file(folders: list[Path], module: str) -> Path | None:
@@ -236,10 +316,18 @@ def test_every_voicebot_import_resolves_in_the_image(target, trees, tmp_path):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_healthcheck_and_expose_use_the_same_port(target):
+    """Every image the chart deploys has a HEALTHCHECK; any HEALTHCHECK calls the exposed port."""
     ops = chain(target)
     (exposed,) = [args for op, args in ops if op == "EXPOSE"]
-    (health,) = [args for op, args in ops if op == "HEALTHCHECK"]
-    assert f"127.0.0.1:{exposed}/" in health
+    health = [args for op, args in ops if op == "HEALTHCHECK"]
+    if target in CHART_IMAGES:
+        assert len(health) == 1, f"{target}: deployed by the chart, needs one HEALTHCHECK"
+    assert all(f"127.0.0.1:{exposed}/" in h for h in health), target
+
+
+def test_the_chart_deploys_images_of_the_dockerfile():
+    assert CHART_IMAGES, "no voicebot/<image> repository in charts/voicebot/values.yaml"
+    assert set(TARGETS) >= CHART_IMAGES, sorted(CHART_IMAGES - set(TARGETS))
 
 
 def test_dockerignore_lets_every_copied_path_in():

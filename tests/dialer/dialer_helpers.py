@@ -87,13 +87,23 @@ class CeleryWorkers:
         self._log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str, settings: DialerSettings) -> subprocess.Popen:
+    def start(self, name: str, settings: DialerSettings, prefork: int = 0,
+              metrics_dir: Path | None = None) -> subprocess.Popen:
+        """A solo-pool worker (tasks in the main process), or with `prefork` that many pool
+        processes started as the chart and `make up` start them (`python -m voicebot_dialer.worker`,
+        prometheus_client multiprocess mode in `metrics_dir`)."""
         env = {**os.environ, **settings_env(settings), "PYTHONPATH": PYTHONPATH}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if prefork:
+            command = [PYTHON, "-m", "voicebot_dialer.worker", "--pool=prefork", f"--concurrency={prefork}"]
+            if metrics_dir is not None:
+                env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        else:
+            command = [PYTHON, "-m", "celery", "-A", "voicebot_dialer.celery_app", "worker", "--pool=solo"]
         log = open(self._log_dir / f"celery-{name}.log", "w")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [PYTHON, "-m", "celery", "-A", "voicebot_dialer.celery_app", "worker", "-Q", "dialer",
-             "--pool=solo", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--loglevel=WARNING"],
+            [*command, "-Q", "dialer", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "--loglevel=WARNING"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=ROOT,
         )

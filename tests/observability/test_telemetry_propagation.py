@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -50,6 +51,13 @@ def test_exporter_follows_the_protocol_variable():
                                                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}), Http)
     with pytest.raises(ValueError):
         telemetry.build_exporter({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+def test_grpc_without_its_exporter_installed_names_the_fix(monkeypatch):
+    # the images leave the gRPC exporter out (packages/core/pyproject.toml, otlp-grpc)
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.trace_exporter", None)
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"):
+        telemetry.build_exporter({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
 
 
 # ------------------------------------------------------------------ propagation

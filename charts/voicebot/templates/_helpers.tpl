@@ -21,11 +21,21 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Standard labels. Call with (dict "ctx" $ "component" "gateway"). */}}
+{{/* Standard labels of every object's own metadata. Call with (dict "ctx" $ "component" "gateway"). */}}
 {{- define "voicebot.labels" -}}
 helm.sh/chart: {{ include "voicebot.chart" .ctx }}
-{{ include "voicebot.selectorLabels" . }}
 app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+{{ include "voicebot.podLabels" . }}
+{{- end }}
+
+{{/*
+Labels of pod templates (spec.template.metadata.labels): the standard labels without
+helm.sh/chart and app.kubernetes.io/version. A change of a pod template rolls every pod (a
+bot-worker drains for up to an hour), so it carries nothing that changes with a chart release
+alone; the image reference already changes when the software does. Same call as voicebot.labels.
+*/}}
+{{- define "voicebot.podLabels" -}}
+{{ include "voicebot.selectorLabels" . }}
 app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 app.kubernetes.io/part-of: voicebot
 {{- with .ctx.Values.commonLabels }}
@@ -252,4 +262,55 @@ longer drain would cut live calls. Call with (dict "component" "gateway" "delay"
 - podSelector:
     matchLabels:
       {{- include "voicebot.selectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{/*
+Target of the bot-worker autoscaler in active calls per pod, in thousandths of a call (an
+integer: 2800 is 2.8 calls). Unset (null): 70 % of botWorker.capacity, so new calls still find
+free slots while added pods start. Refuses a target at or above capacity: the per-pod average of
+active calls can never exceed capacity, so such an autoscaler would never add a pod.
+Call with (dict "ctx" $ "target" <value> "name" "botWorker.autoscaling.targetActiveCallsPerPod").
+*/}}
+{{- define "voicebot.botWorkerTargetMilli" -}}
+{{- $capacity := int .ctx.Values.botWorker.capacity -}}
+{{- $milli := mul $capacity 700 -}}
+{{- if not (kindIs "invalid" .target) -}}
+{{- $milli = round (mulf (float64 .target) 1000) 0 | int -}}
+{{- if lt (int $milli) 1 -}}
+{{- fail (printf "%s must be above 0 (got %v)" .name .target) -}}
+{{- end -}}
+{{- if ge (int $milli) (mul $capacity 1000) -}}
+{{- fail (printf "%s (%v) must be below botWorker.capacity (%d): the average of active calls per pod never exceeds the capacity, so the autoscaler would never add a pod; lower it, or leave it unset (null) for 70%% of capacity" .name .target $capacity) -}}
+{{- end -}}
+{{- end -}}
+{{- $milli -}}
+{{- end }}
+
+{{/* That target as a decimal string without trailing zeros ("2.8", "5"), e.g. for KEDA's threshold. */}}
+{{- define "voicebot.botWorkerTargetDecimal" -}}
+{{- $milli := int (include "voicebot.botWorkerTargetMilli" .) -}}
+{{- if eq (mod $milli 1000) 0 -}}
+{{- div $milli 1000 -}}
+{{- else -}}
+{{- printf "%d.%03d" (div $milli 1000) (mod $milli 1000) | trimSuffix "0" | trimSuffix "0" -}}
+{{- end -}}
+{{- end }}
+
+{{/* That target as a Kubernetes quantity ("2800m", "5"), e.g. for the HPA's averageValue. */}}
+{{- define "voicebot.botWorkerTargetQuantity" -}}
+{{- $milli := int (include "voicebot.botWorkerTargetMilli" .) -}}
+{{- if eq (mod $milli 1000) 0 -}}
+{{- div $milli 1000 -}}
+{{- else -}}
+{{- printf "%dm" $milli -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Checksum of a ConfigMap template's data only, for a pod annotation that rolls the pods when the
+data changes. Not of the whole rendered object: its labels carry the chart version, and a
+chart-only release must not roll pods. Call with (dict "ctx" $ "template" "/agent-profiles-configmap.yaml").
+*/}}
+{{- define "voicebot.configDataChecksum" -}}
+{{- (include (print .ctx.Template.BasePath .template) .ctx | fromYaml).data | toYaml | sha256sum -}}
 {{- end }}

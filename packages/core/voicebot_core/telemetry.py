@@ -121,7 +121,11 @@ def build_exporter(env: Mapping[str, str] | None = None) -> Any:
     if kind != "otlp":
         raise ValueError(f"unsupported OTEL_TRACES_EXPORTER {kind!r}: use otlp, console or none")
     if otlp_protocol(env) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        except ImportError as exc:  # the images leave it out (packages/core/pyproject.toml, otlp-grpc)
+            raise ValueError("OTLP over gRPC needs opentelemetry-exporter-otlp-proto-grpc, which this image does "
+                             "not install: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf") from exc
 
         return GrpcExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter

@@ -29,6 +29,10 @@ CallOutcome = Literal["completed", "busy", "no-answer", "failed", "machine", "tr
 KNOWN_CALL_OUTCOMES: Final = ("completed", "busy", "no-answer", "failed", "machine", "transferred", "canceled",
                         "rejected")
 
+# Dial attempts that ended with no conversation and are tried again (while attempts remain): every
+# final call status but 'completed', or no call at all. Also the `reason` of voicebot_dial_retries_total.
+DIAL_RETRY_REASONS: Final = (TERMINAL_CALL_STATUSES - {"completed"}) | {"placement-lost", "placement-error"}
+
 # WebSocket close codes on the gateway <-> bot-worker and Twilio <-> gateway streams (RFC 6455).
 CLOSE_NORMAL: Final = 1000
 CLOSE_PROTOCOL_ERROR: Final = 1007  # a malformed frame: this stream only

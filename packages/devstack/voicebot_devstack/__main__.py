@@ -25,7 +25,8 @@ def _models_dir() -> Path:
 
 
 def up(args: argparse.Namespace) -> int:
-    if (RUN_DIR / "stack.json").exists() and status(args, quiet=True) == 0:
+    run_dir: Path = args.run_dir
+    if (run_dir / "stack.json").exists() and status(args, quiet=True) == 0:
         print("the stack is already up (make down to stop it)")
         return 0
     try:
@@ -38,13 +39,14 @@ def up(args: argparse.Namespace) -> int:
         print(f"no local LLM at {llm}: run `make models` first", file=sys.stderr)
         return 2
     stack_config = environment.stack_config(config, StackConfig(
-        run_dir=RUN_DIR, workers=args.workers, llm_model=llm, dialer=not args.no_dialer, fixed_ports=True))
+        run_dir=run_dir, workers=args.workers, llm_model=llm, dialer=not args.no_dialer,
+        fixed_ports=not args.free_ports))
     stack = Stack(stack_config).start(detach=True)
     print("\n".join(environment.banner(config, stack.urls["gateway"], local_llm=llm is not None)))
     print("\nservices:")
     for name, url in stack.urls.items():
         print(f"  {name:16} {url}")
-    print(f"logs in {RUN_DIR / 'logs'}")
+    print(f"logs in {run_dir / 'logs'}")
     through = " (through your public URL)" if config.public_base_url else ""
     print(f"place a simulated call{through} with:\n"
           f"  bin/voicebot-emulator call --emulator {stack.urls['emulator']} --to +15550100000 --script demo")
@@ -60,7 +62,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def down(args: argparse.Namespace) -> int:
-    state_file = RUN_DIR / "stack.json"
+    state_file = args.run_dir / "stack.json"
     if not state_file.exists():
         print("nothing to stop")
         return 0
@@ -84,7 +86,7 @@ def down(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace, quiet: bool = False) -> int:
-    state_file = RUN_DIR / "stack.json"
+    state_file = args.run_dir / "stack.json"
     if not state_file.exists():
         return 1
     pids = json.loads(state_file.read_text())["pids"]
@@ -108,8 +110,13 @@ def main() -> int:
     up_parser.add_argument("--workers", type=int, default=1)
     up_parser.add_argument("--no-dialer", action="store_true", help="without the dialer API and Celery worker")
     up_parser.add_argument("--no-llm", action="store_true", help="no local LLM server (fake profiles only)")
-    sub.add_parser("down", help="stop what `up` started")
-    sub.add_parser("status", help="which processes are up")
+    up_parser.add_argument("--free-ports", action="store_true",
+                           help="free ports instead of 8060/8080/8070/8090+/9808 (a second stack beside the first)")
+    down_parser = sub.add_parser("down", help="stop what `up` started")
+    status_parser = sub.add_parser("status", help="which processes are up")
+    for command in (up_parser, down_parser, status_parser):
+        command.add_argument("--run-dir", type=Path, default=RUN_DIR,
+                             help="logs, state and pids of the stack (default: run/ in the repository)")
     demo_parser = sub.add_parser("demo", help="a whole simulated call on the local models")
     for command in (up_parser, demo_parser):
         command.add_argument("--env-file", type=Path, default=environment.ENV_FILE,

@@ -28,10 +28,10 @@ class StackConfig:
     profiles_path: Path = ROOT / "config" / "agent-profiles.yaml"
     llm_model: Path | None = None  # a GGUF file: start the local LLM server with it
     dialer: bool = False
-    fixed_ports: bool = False  # 8060/8080/8090+/8070: easy to type for calls by hand
+    fixed_ports: bool = False  # 8060/8080/8090+/8070/9808: easy to type for calls by hand
     redis_prefix: str = "voicebot"
     extra_env: dict[str, str] = field(default_factory=dict)
-    dialer_metrics_port: int = 0  # the dialer Celery worker's /metrics; 0: not served
+    dialer_metrics_port: int | None = None  # the dialer Celery worker's /metrics; None: 9808 or free; 0: off
     account_sid: str = ACCOUNT_SID
     auth_token: str = ""  # empty: a random one (the emulator's)
     twilio_api_base_url: str | None = None  # None: the stack's emulator
@@ -112,15 +112,10 @@ class Stack:
         if self.config.dialer:
             dialer_env = {**env, "VOICEBOT_DIALER_PORT": str(ports["dialer"]),
                           "VOICEBOT_DIALER_API_KEYS": self.api_key,
-                          "VOICEBOT_GATEWAY_PUBLIC_BASE_URL": self.public_url,
-                          "VOICEBOT_DIALER_METRICS_PORT": str(self.config.dialer_metrics_port)}
-            if self.config.dialer_metrics_port:
-                self.urls["dialer-worker-metrics"] = f"http://127.0.0.1:{self.config.dialer_metrics_port}"
+                          "VOICEBOT_GATEWAY_PUBLIC_BASE_URL": self.public_url}
             to_start.append(Process("dialer-api", python("voicebot_dialer.api"), dialer_env,
                                     logs / "dialer-api.log", f"{self.urls['dialer']}/healthz"))
-            to_start.append(Process("dialer-worker", python(
-                "celery", "-A", "voicebot_dialer.celery_app", "worker", "-Q", "dialer", "--pool", "threads",
-                "--concurrency", "4", "--loglevel", "INFO"), dialer_env, logs / "dialer-worker.log"))
+            to_start.append(self.dialer_worker_process(dialer_env))
         try:
             for proc in to_start:
                 self.processes[proc.name] = proc.start(detach)
@@ -131,6 +126,24 @@ class Stack:
             raise
         self.write_state()
         return self
+
+    def dialer_worker_process(self, dialer_env: dict[str, str]) -> Process:
+        """The dialer's Celery worker as the chart runs it: the prefork pool through
+        `python -m voicebot_dialer.worker`, whose metrics port serves every pool process's counters
+        (prometheus_client multiprocess mode, in a directory of the run dir emptied at start)."""
+        metrics_port = self.config.dialer_metrics_port
+        if metrics_port is None:
+            metrics_port = self._port(9808)
+        health_url = None
+        if metrics_port:
+            self.urls["dialer-worker-metrics"] = f"http://127.0.0.1:{metrics_port}"
+            health_url = f"{self.urls['dialer-worker-metrics']}/metrics"  # served once the worker is ready
+        env = {**dialer_env, "VOICEBOT_DIALER_METRICS_HOST": "127.0.0.1",
+               "VOICEBOT_DIALER_METRICS_PORT": str(metrics_port),
+               "PROMETHEUS_MULTIPROC_DIR": str(self.config.run_dir / "dialer-worker-metrics")}
+        return Process("dialer-worker", python(
+            "voicebot_dialer.worker", "-Q", "dialer", "--pool", "prefork", "--concurrency", "2",
+            "--loglevel", "INFO"), env, self.config.run_dir / "logs" / "dialer-worker.log", health_url)
 
     def worker_process(self, index: int, capacity: int | None = None) -> Process:
         port = self._port(8090 + index)

@@ -52,8 +52,11 @@ class PiperVoice:
             raise MissingVoiceModelError(
                 f"Piper voice {model_path} (and its .onnx.json) is missing: run `make models`"
             )
-        from piper import PiperVoice as _Piper
-        from piper import SynthesisConfig
+        try:
+            from piper import PiperVoice as _Piper
+            from piper import SynthesisConfig
+        except ImportError as exc:  # the emulator image leaves the neural-voice extra out
+            raise MissingVoiceModelError("piper-tts is not installed (voicebot-emulator[neural-voice])") from exc
 
         self._piper = _Piper.load(model_path)
         noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}

@@ -4,6 +4,10 @@ acks_late + reject_on_worker_lost: a task whose worker dies is delivered again; 
 idempotent (dispatch tokens, per-job locks, callback fingerprints), so a redelivery is harmless.
 Every worker also runs a small dispatcher thread that turns due jobs in the Redis schedule into
 placement tasks and reconciles placements a dead worker left behind.
+
+Run it with `python -m voicebot_dialer.worker` (worker.py): the prefork pool's processes count
+placements, retries and outcomes, and prometheus_client's multiprocess mode brings their values to
+the main process's metrics server (`metrics_registry`, `_pool_process_exit`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 
 from celery import Celery, signals
 from opentelemetry.trace import SpanKind
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from redis.exceptions import RedisError
 
 from voicebot_core import telemetry
@@ -133,9 +137,39 @@ def _setup_tracing() -> None:
         telemetry.setup_tracing("voicebot-dialer-worker")
 
 
+def multiprocess_metrics() -> bool:
+    """prometheus_client's multiprocess mode: on when PROMETHEUS_MULTIPROC_DIR was set at its import."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def metrics_registry() -> CollectorRegistry:
+    """What the metrics port serves: in multiprocess mode the values of every process of this
+    worker (main and pool, live or exited) merged from the directory's files, else this process's."""
+    if not multiprocess_metrics():
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+@signals.worker_init.connect
+def _check_metrics_mode(sender: object = None, **_: object) -> None:
+    pool = getattr(sender, "pool_cls", None)
+    if "prefork" in getattr(pool, "__module__", str(pool)) and not multiprocess_metrics():
+        log.warning("prefork pool without PROMETHEUS_MULTIPROC_DIR: counters of the pool processes never reach "
+                    "/metrics; start the worker with `python -m voicebot_dialer.worker`")
+
+
 @signals.worker_process_init.connect
 def _init_pool_process(**_: object) -> None:
     _setup_tracing()
+
+
+@signals.worker_process_shutdown.connect
+def _pool_process_exit(pid: int | None = None, **_: object) -> None:
+    """A pool process leaves: its live gauges go (its counters stay in the sums, as counters must)."""
+    if multiprocess_metrics():
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 @signals.worker_ready.connect
@@ -147,7 +181,8 @@ def _start_dispatcher(**_: object) -> None:
     _dispatcher.start()
     if settings.dialer_metrics_port:
         try:
-            start_http_server(settings.dialer_metrics_port, addr=settings.dialer_metrics_host)
+            start_http_server(settings.dialer_metrics_port, addr=settings.dialer_metrics_host,
+                              registry=metrics_registry())
         except OSError as exc:  # a second worker on the same host: its metrics stay unexported
             log.warning("metrics port %s unavailable: %s", settings.dialer_metrics_port, exc)
 

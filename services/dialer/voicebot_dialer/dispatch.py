@@ -13,7 +13,7 @@ from opentelemetry import context as otel_context
 
 from voicebot_core import telemetry
 from voicebot_core.dial_jobs import is_terminal
-from voicebot_core.metrics import DIAL_QUEUE_DEPTH, DIAL_QUEUE_LAG
+from voicebot_core.metrics import DIAL_QUEUE_DEPTH, DIAL_QUEUE_LAG, DIAL_QUEUE_STATES
 from voicebot_dialer.parts import DialerParts
 
 SendPlacement = Callable[[str, int, str], None]
@@ -72,6 +72,5 @@ class Dispatcher:
         scheduled, dispatched, placing, oldest_due = self._parts.queues.depths()
         active = self._parts.capacity.outbound_active()
         DIAL_QUEUE_LAG.set(max(0.0, time.time() - oldest_due) if oldest_due is not None else 0.0)
-        for state, value in (("scheduled", scheduled), ("dispatched", dispatched), ("placing", placing),
-                             ("active", active)):
+        for state, value in zip(DIAL_QUEUE_STATES, (scheduled, dispatched, placing, active), strict=True):
             DIAL_QUEUE_DEPTH.labels(state=state).set(value)

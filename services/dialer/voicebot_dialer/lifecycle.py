@@ -14,7 +14,7 @@ from typing import Any
 
 from voicebot_core.dial_jobs import DialJobState, is_terminal
 from voicebot_core.metrics import DIAL_RETRIES
-from voicebot_core.vocabulary import TERMINAL_CALL_STATUSES
+from voicebot_core.vocabulary import DIAL_RETRY_REASONS
 from voicebot_dialer.capacity import CapacityGate
 from voicebot_dialer.job_store import JobStore
 from voicebot_dialer.models import RetryPolicy
@@ -24,7 +24,7 @@ from voicebot_dialer.window import CallingWindow
 log = logging.getLogger(__name__)
 
 # An attempt that ended with no conversation: every final call status but 'completed', or no call.
-RETRYABLE = (TERMINAL_CALL_STATUSES - {"completed"}) | {"placement-lost", "placement-error"}
+RETRYABLE = DIAL_RETRY_REASONS
 
 WebhookEmitter = Callable[[str, dict[str, Any]], None]
 

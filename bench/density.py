@@ -361,7 +361,8 @@ class Bench:
     procs: list[Process] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
-        return {"VOICEBOT_REDIS_URL": self.redis_url, "VOICEBOT_REDIS_PREFIX": self.prefix,
+        return {"VOICEBOT_DEV_MODE": "true",
+                "VOICEBOT_REDIS_URL": self.redis_url, "VOICEBOT_REDIS_PREFIX": self.prefix,
                 "VOICEBOT_TWILIO_ACCOUNT_SID": ACCOUNT_SID, "VOICEBOT_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                 "VOICEBOT_TWILIO_API_BASE_URL": "http://127.0.0.1:9", "VOICEBOT_STREAM_TICKET_SECRET": TICKET_SECRET,
                 "VOICEBOT_AGENT_PROFILES_PATH": str(self.run_dir / "profiles.yaml"),

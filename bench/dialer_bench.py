@@ -83,7 +83,9 @@ def main() -> int:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     api_port, emulator_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "VOICEBOT_REDIS_URL": redis_url, "VOICEBOT_REDIS_PREFIX": prefix,
+    # development mode: the Twilio token and webhook secret keep their built-in development defaults
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "VOICEBOT_DEV_MODE": "true",
+           "VOICEBOT_REDIS_URL": redis_url, "VOICEBOT_REDIS_PREFIX": prefix,
            "VOICEBOT_DIALER_BROKER_PREFIX": f"{prefix}:celery:", "VOICEBOT_DIALER_API_KEYS": API_KEY,
            "VOICEBOT_DIALER_HOST": "127.0.0.1", "VOICEBOT_DIALER_PORT": str(api_port),
            "VOICEBOT_DIALER_METRICS_PORT": "0",

@@ -388,7 +388,8 @@ def start_nginx(workdir: Path, echo_port: int) -> tuple[subprocess.Popen, int]:
 
 def start_gateway(path: str, redis_url: str, prefix: str, profiles: Path, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "VOICEBOT_REDIS_URL": redis_url, "VOICEBOT_REDIS_PREFIX": prefix,
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "VOICEBOT_DEV_MODE": "true",
+           "VOICEBOT_REDIS_URL": redis_url, "VOICEBOT_REDIS_PREFIX": prefix,
            "VOICEBOT_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "VOICEBOT_STREAM_TICKET_SECRET": TICKET_SECRET,
            "VOICEBOT_GATEWAY_HOST": "127.0.0.1", "VOICEBOT_GATEWAY_PORT": str(port), "VOICEBOT_LOG_LEVEL": "WARNING",
            "VOICEBOT_AGENT_PROFILES_PATH": str(profiles), "VOICEBOT_GATEWAY_MEDIA_PATH": path,

@@ -134,6 +134,9 @@ step_guards() {
     --set botWorker.autoscaling.enabled=true --set botWorker.keda.enabled=true || ok=1
   expect_render_failure "chart-made Secret without the Twilio auth token" \
     "secrets.twilioAuthToken is required" --set secrets.create=true || ok=1
+  expect_render_failure "chart-made Secret without the dialer webhook secret" \
+    "secrets.dialerWebhookSecret is required" --set secrets.create=true --set secrets.twilioAuthToken=t \
+    --set secrets.streamTicketSecret=s --set secrets.dialerApiKeys=k || ok=1
   # The boundary: a drain exactly as long as the grace period still renders.
   helm template voicebot "${CHART}" --set botWorker.drain.timeoutSeconds=3660 >/dev/null \
     || { echo "drain == grace period must render"; ok=1; }

@@ -1,7 +1,13 @@
-"""Shared fixtures: a real Redis (the machine's, or one we start), unique key prefixes."""
+"""Shared fixtures: a real Redis (the machine's, or one we start), unique key prefixes.
+
+The tests run in development mode (VOICEBOT_DEV_MODE=true, set here for this process and the
+services it starts): settings built in them may keep the built-in public development secrets.
+Tests of the refusal outside development mode pass their own environment (tests/*/test_*secrets.py).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -11,7 +17,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from voicebot_core.settings import DEV_MODE_ENV
 from voicebot_devstack.processes import free_port
+
+os.environ[DEV_MODE_ENV] = "true"
 
 
 def _redis_answers(url: str) -> bool:

@@ -8,8 +8,10 @@ from xml.etree import ElementTree
 
 import httpx
 import redis.asyncio as aioredis
+import yaml
 from test_worker_stream import new_call_sid, open_call, wait_call_ended
 
+from helpers.constants import TEST_PROFILES_PATH as PROFILES_PATH
 from helpers.constants import WORKER_TICKET_SECRET as TICKET_SECRET
 from helpers.twilio_peer import TwilioPeer
 from voicebot_core.calls import CallStore
@@ -85,17 +87,53 @@ async def test_transfer_redirects_the_call_with_dial_twiml(worker_factory, rest_
     await redis.aclose()
 
 
-async def test_transfer_number_with_markup_cannot_add_verbs(worker_factory, rest_updates, redis_url, redis_prefix):
+async def test_dial_job_cannot_override_the_transfer_number(worker_factory, rest_updates, redis_url, redis_prefix):
     rest_base, updates = rest_updates
     base, settings = worker_factory(twilio_api_base_url=rest_base)
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    number = "+1555</Dial><Play>x</Play>"
+    # Stored by something other than the dialer (which refuses it with a 422): the worker ignores it.
     await redis.hset(RedisKeys(redis_prefix).dial_job("job-markup"), mapping=encode_fields(
-        {"id": "job-markup", "overrides": {"transfer_number": number}}))
+        {"id": "job-markup", "overrides": {"transfer_number": "+1555</Dial><Play>x</Play>"}}))
     await redis.aclose()
     await ask_for_a_human(base, settings, updates, dial_job_id="job-markup")
-    # the number reaches Twilio escaped: still one <Dial> of the whole text, no <Play>
-    assert twiml_verbs(updates[0]["Twiml"]) == [("Dial", number)]
+    assert twiml_verbs(updates[0]["Twiml"]) == [("Dial", "+15550109999")]  # the profile's own number
+
+
+def transfer_profiles(tmp_path, target: str):
+    """tests/agent-profiles.yaml with `fake-transfer` transferring to `target`."""
+    data = yaml.safe_load(PROFILES_PATH.read_text())
+    data["profiles"]["fake-transfer"]["transfer_number"] = target
+    path = tmp_path / "profiles.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def test_refused_transfer_target_emits_no_twiml_and_tells_the_llm(
+        worker_factory, rest_updates, redis_url, redis_prefix, tmp_path, monkeypatch, caplog):
+    rest_base, updates = rest_updates
+    # The profile passed validation under a wider SIP allow-list than the worker's own (a narrowed
+    # setting, a stale file): the worker checks the target again right before the TwiML.
+    monkeypatch.setenv("VOICEBOT_TRANSFER_SIP_HOSTS", "pbx.example.com")
+    base, settings = worker_factory(twilio_api_base_url=rest_base, transfer_sip_hosts="",
+                                    agent_profiles_path=str(transfer_profiles(tmp_path, "sip:agent@pbx.example.com")))
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    peer = await open_call(base, settings, "fake-transfer")
+    try:
+        await peer.wait_for(lambda: peer.log.events("mark"), timeout=15)
+        await peer.wait_bot_quiet(0.5)
+        peer.say("can I speak to a human please")
+        await peer.wait_for(lambda: "transfer refused" in caplog.text, timeout=20)
+        await asyncio.sleep(2.0)
+        assert not updates, "a refused target must not reach Twilio"
+        assert not peer.closed.is_set(), "the call goes on without the transfer"
+    finally:
+        await peer.close()
+    call = await wait_call_ended(redis, redis_prefix, peer.call_sid)
+    assert call["outcome"] != "transferred"
+    context = await CallStore(redis, RedisKeys(redis_prefix)).load_context(peer.call_sid)
+    results = [m for m in context if m.get("role") == "tool"]
+    assert results and "not available" in str(results[-1]["content"]), context
+    await redis.aclose()
 
 
 async def test_idle_prompts_at_five_seconds_then_goodbye(worker_factory, rest_updates, redis_url, redis_prefix):

@@ -114,7 +114,7 @@ async def test_serializer_surfaces_marks_stop_dtmf_and_rejects_malformed():
     dtmf = await serializer.deserialize(json.dumps({"event": "dtmf", "dtmf": {"digit": "5"}}))
     assert isinstance(dtmf, InputDTMFFrame)
     media = await serializer.deserialize(json.dumps(
-        {"event": "media", "media": {"payload": "/////w=="}}))
+        {"event": "media", "streamSid": "MZ1", "media": {"payload": "/////w=="}}))
     assert isinstance(media, InputAudioRawFrame)
     clear = await serializer.serialize(InterruptionFrame())
     assert json.loads(clear) == {"event": "clear", "streamSid": "MZ1"}
@@ -122,3 +122,26 @@ async def test_serializer_surfaces_marks_stop_dtmf_and_rejects_malformed():
     assert recorded.events[-1][0] == "error" and "payload" in str(recorded.events[-1][1])
     # after a protocol error the stream is being closed: nothing more is accepted
     assert await serializer.deserialize(json.dumps({"event": "stop", "stop": {}})) is None
+
+
+@pytest.mark.parametrize(("bad_media", "reason"), [
+    ({"event": "media", "streamSid": "MZ1", "media": {"payload": "!!!!" * 54}}, "media payload is not base64"),
+    ({"event": "media", "streamSid": "MZ1", "media": {"payload": "/" * 215}}, "media payload is not base64"),
+    ({"event": "media", "streamSid": "MZ1", "media": {"payload": "AA=A"}}, "media payload is not base64"),
+    ({"event": "media", "media": {"payload": "/" * 216}}, "media frame without a streamSid"),
+    ({"event": "media", "streamSid": "", "media": {"payload": "/" * 216}}, "media frame without a streamSid"),
+])
+async def test_serializer_refuses_media_with_a_bad_payload_or_no_stream_sid(bad_media, reason):
+    """The worker is the last line: a media frame the gateway let through is refused here too
+    (the call then closes its stream with the reason), and nothing after it is taken."""
+    recorded = RecordingEvents()
+    serializer = VoicebotTwilioSerializer(stream_sid="MZ1", params=VoicebotTwilioSerializer.InputParams(
+        auto_hang_up=False), events=recorded)
+    await serializer.setup(FrameProcessorSetup(clock=None, task_manager=None, pipeline_worker=None,
+                                               audio_in_sample_rate=8000, audio_out_sample_rate=8000))
+    good = {"event": "media", "streamSid": "MZ1", "media": {"payload": "/" * 216}}
+    assert isinstance(await serializer.deserialize(json.dumps(good)), InputAudioRawFrame)
+    assert await serializer.deserialize(json.dumps(bad_media)) is None
+    assert recorded.events == [("error", reason)]
+    assert await serializer.deserialize(json.dumps(good)) is None
+    assert recorded.events == [("error", reason)]

@@ -1,9 +1,12 @@
+import asyncio
 import time
 
 import pytest
 
+from voicebot_core.redis_client import connect
+from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.signatures import SignatureChecker, SignatureError, public_url
-from voicebot_core.tickets import TicketError, issue_ticket, verify_ticket
+from voicebot_core.tickets import TicketError, consume_ticket, issue_ticket, verify_ticket
 
 
 def test_public_url_prefers_configured_base():
@@ -44,3 +47,53 @@ def test_ticket_binds_call_worker_and_time(monkeypatch):
         verify_ticket("s", ticket, "CA1", "w1")
     with pytest.raises(TicketError):
         verify_ticket("s", None, "CA1", "w1")
+
+
+def test_every_ticket_has_its_own_nonce_under_the_signature():
+    first, second = issue_ticket("s", "CA1", "w1"), issue_ticket("s", "CA1", "w1")
+    assert first != second  # same call, worker and second: still two tickets
+    assert verify_ticket("s", first, "CA1", "w1").nonce != verify_ticket("s", second, "CA1", "w1").nonce
+    expires, nonce, mac = first.split(".")
+    other_nonce = verify_ticket("s", second, "CA1", "w1").nonce
+    for forged in (f"{expires}.{other_nonce}.{mac}", f"{int(expires) + 60}.{nonce}.{mac}", f"{expires}.{mac}",
+                   f"{expires}.{nonce}x.{mac}", "x.y.z", ""):
+        with pytest.raises(TicketError):
+            verify_ticket("s", forged, "CA1", "w1")
+
+
+@pytest.fixture
+async def redis(redis_url):
+    client = connect(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_a_ticket_is_consumed_once_and_its_nonce_expires_with_it(redis, redis_prefix):
+    keys = RedisKeys(redis_prefix)
+    ticket = issue_ticket("s", "CA1", "w1", ttl_s=30)
+    taken = await consume_ticket(redis, keys, "s", ticket, "CA1", "w1")
+    assert await redis.get(keys.ticket(taken.nonce)) == "CA1"
+    assert 28_000 < await redis.pttl(keys.ticket(taken.nonce)) <= 30_000  # the ticket's remaining lifetime
+    with pytest.raises(TicketError, match="already used"):
+        await consume_ticket(redis, keys, "s", ticket, "CA1", "w1")
+    # a fresh ticket for the same call and worker is a new one
+    await consume_ticket(redis, keys, "s", issue_ticket("s", "CA1", "w1"), "CA1", "w1")
+
+
+async def test_concurrent_uses_of_one_ticket_let_exactly_one_through(redis, redis_prefix):
+    keys = RedisKeys(redis_prefix)
+    ticket = issue_ticket("s", "CA1", "w1")
+    results = await asyncio.gather(*(consume_ticket(redis, keys, "s", ticket, "CA1", "w1") for _ in range(10)),
+                                   return_exceptions=True)
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, TicketError) for r in results if isinstance(r, Exception))
+
+
+async def test_a_bad_ticket_is_refused_without_touching_redis(redis, redis_prefix):
+    keys = RedisKeys(redis_prefix)
+    for ticket, call, worker in ((issue_ticket("other", "CA1", "w1"), "CA1", "w1"),
+                                 (issue_ticket("s", "CA2", "w1"), "CA1", "w1"),
+                                 (issue_ticket("s", "CA1", "w1", ttl_s=-1), "CA1", "w1")):
+        with pytest.raises(TicketError):
+            await consume_ticket(redis, keys, "s", ticket, call, worker)
+    assert not await redis.keys(keys.ticket("*"))

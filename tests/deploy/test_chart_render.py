@@ -119,7 +119,8 @@ def test_bundled_redis_keeps_an_append_only_file_and_needs_the_password(render):
 def test_chart_made_secret_and_profiles_configmap(render):
     docs = render("-f", MINIMAL)
     secret = find(docs, "Secret", "voicebot-secrets")
-    assert set(secret["stringData"]) == {"twilio-auth-token", "stream-ticket-secret", "dialer-api-keys"}
+    assert set(secret["stringData"]) == {"twilio-auth-token", "stream-ticket-secret", "dialer-api-keys",
+                                         "dialer-webhook-secret"}
     profiles = find(docs, "ConfigMap", "voicebot-agent-profiles")["data"]["agent-profiles.yaml"]
     assert yaml.safe_load(profiles)["default_profile"] == "default"
     env = env_of(find(docs, "Deployment", "voicebot-gateway")["spec"]["template"]["spec"]["containers"][0])
@@ -343,3 +344,11 @@ def test_helm_test_hook_checks_the_gateway_with_its_own_image(render):
         "app.kubernetes.io/component": "helm-test"}}} in peers
     assert find(render(), "Pod", "voicebot-test-gateway")["metadata"]["labels"][
         "app.kubernetes.io/component"] == "helm-test"
+
+
+def test_transfer_sip_hosts_reach_every_service(render):
+    for doc in render("-f", PRODUCTION, "--set", "agentProfiles.transferSipHosts=pbx.example.org"):
+        if doc["kind"] != "Deployment" or "llm-server" in doc["metadata"]["name"]:
+            continue
+        env = {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        assert env["VOICEBOT_TRANSFER_SIP_HOSTS"] == "pbx.example.org", doc["metadata"]["name"]

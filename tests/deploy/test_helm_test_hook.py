@@ -67,6 +67,8 @@ def gateway(chart, redis_url, redis_prefix, tmp_path: Path):
         (profiles / name).write_text(text)
     port = free_port()
     env.update({
+        # not development mode: the chart's secrets must pass the gateway's start-up check themselves
+        "VOICEBOT_DEV_MODE": "false",
         "VOICEBOT_REDIS_URL": redis_url,
         "VOICEBOT_REDIS_PREFIX": redis_prefix,
         "VOICEBOT_GATEWAY_HOST": "127.0.0.1",

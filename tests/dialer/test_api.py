@@ -247,3 +247,23 @@ def test_redis_unreachable_is_a_503_in_the_error_shape(dialer_settings: DialerSe
             assert response.status_code == 503, response.text
             assert response.json()["detail"] == [] and "Redis" in response.json()["error"]
             assert response.headers["retry-after"] == "1"
+
+
+def test_overrides_outside_the_allow_list_are_refused_and_nothing_is_stored(
+        api: TestClient, sync_redis: redis.Redis, dialer_settings: DialerSettings) -> None:
+    for field, value in (("transfer_number", "+15550109999"), ("transfer_number", "+1555</Number><Dial>+1900"),
+                         ("providers", "cloud"), ("provider_options", {"llm_base_url": "http://evil"}),
+                         ("tools", ["transfer_to_human"]), ("record", False)):
+        body = {**CALL, "overrides": {"goodbye": "Bye", field: value}}
+        response = api.post("/v1/calls", json=body)
+        assert response.status_code == 422, (field, response.text)
+        (error,) = response.json()["detail"]
+        assert error["field"] == "body.overrides" and field in error["message"], error
+        assert "overridable fields: persona, voice, language, greeting" in error["message"]
+        campaign = api.post("/v1/campaigns", json={"overrides": {field: value}, "contacts": [{"to": CALL["to"]}]})
+        assert campaign.status_code == 422 and field in campaign.json()["detail"][0]["message"]
+    assert stored_keys(sync_redis, dialer_settings.redis_prefix) == []
+    allowed = {"goodbye": "Bye Sam", "greeting": {"outbound": "Hi {name}"}, "voice": "v2", "idle_timeout_s": 8}
+    job = api.post("/v1/calls", json={**CALL, "overrides": {**allowed, "persona": None}}).json()
+    stored = sync_redis.hgetall(f"{dialer_settings.redis_prefix}:dial-job:{job['id']}")
+    assert json.loads(stored["overrides"]) == allowed

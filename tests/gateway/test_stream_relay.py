@@ -55,6 +55,18 @@ async def test_upgrade_with_bad_signature_is_refused(gateway, signer):
         ("{not json", "not valid JSON"),
         (json.dumps({"event": "teleport", "streamSid": STREAM}), "unknown event"),
         (json.dumps({"event": "media", "streamSid": STREAM, "media": {"payload": "A" * 70_000}}), "exceeds"),
+        # media frames of Twilio's compact shape (the relay's fast path) with a payload that is not base64
+        (json.dumps({"event": "media", "streamSid": STREAM, "media": {"payload": "!!!!" * 54}},
+                    separators=(",", ":")), "not base64"),
+        (json.dumps({"event": "media", "streamSid": STREAM, "media": {"payload": "/" * 215}},
+                    separators=(",", ":")), "not base64"),  # base64 characters, not a multiple of 4
+        (json.dumps({"event": "media", "streamSid": STREAM, "media": {"payload": "AA=A"}},
+                    separators=(",", ":")), "not base64"),  # padding inside
+        (json.dumps({"event": "media", "streamSid": STREAM, "media": {"payload": "caf\u00e9"}}), "not base64"),
+        # a media frame with no (or an empty) streamSid
+        (json.dumps({"event": "media", "media": {"payload": "/" * 216}}, separators=(",", ":")),
+         "without a streamSid"),
+        (json.dumps({"event": "media", "streamSid": "", "media": {"payload": "/" * 216}}), "without a streamSid"),
     ],
 )
 async def test_malformed_frame_closes_only_that_stream(gateway, signer, registry, bad_frame, reason):
@@ -122,6 +134,27 @@ async def test_worker_killed_mid_call_is_replaced_and_the_stream_continues(gatew
         events = redis.Redis.from_url(redis_url, decode_responses=True).lrange(
             RedisKeys(redis_prefix).call_events(CALL), 0, -1)
         assert any('"kind": "reattached"' in e and '"w2"' in e for e in events)
+        # each connection attempt carried a ticket of its own (a ticket is good for one stream)
+        assert first.tickets_ok == second.tickets_ok == [True]
+        assert len(first.nonces) == len(second.nonces) == 1 and first.nonces != second.nonces
+        await ws.close()
+
+
+async def test_a_worker_refusing_the_ticket_is_skipped_with_a_fresh_ticket_for_the_next(gateway, signer,
+                                                                                    registry):
+    async with StubWorker("w-elsewhere") as wrong, StubWorker("w1") as good:
+        # w0's address answers as another worker: the ticket (bound to w0) gets a 403 on the upgrade
+        await registry.register("w0", f"ws://127.0.0.1:{wrong.port}", capacity=10)
+        await registry.register("w1", f"ws://127.0.0.1:{good.port}", capacity=1)
+        ws = await open_stream(gateway, signer)
+        await ws.send(connected())
+        await ws.send(start())
+        await ws.send(media(0))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["event"] == "media"
+        assert wrong.tickets_ok == [False] and CALL not in wrong.received
+        assert good.tickets_ok == [True]
+        workers = {w.worker_id: w for w in await registry.list_workers()}
+        assert workers["w0"].active_calls == 0 and workers["w1"].active_calls == 1
         await ws.close()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from voicebot_core.settings import DEV_MODE_ENV
 from voicebot_devstack.processes import PYTHONPATH, ROOT, free_port
 
 __all__ = ["PYTHONPATH", "ROOT", "Service", "free_port", "python_module", "uvicorn_thread", "wait_http"]
@@ -60,7 +61,8 @@ class Service:
 
     def __init__(self, args: list[str], env: dict[str, str], health_url: str, log_path: Path) -> None:
         self.args, self.health_url, self.log_path = args, health_url, log_path
-        full_env = {**os.environ, "PYTHONPATH": PYTHONPATH, "PYTHONUNBUFFERED": "1", **env}
+        # development mode (built-in secrets allowed) unless `env` says otherwise
+        full_env = {**os.environ, "PYTHONPATH": PYTHONPATH, "PYTHONUNBUFFERED": "1", DEV_MODE_ENV: "true", **env}
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, env=full_env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
 

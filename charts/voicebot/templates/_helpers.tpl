@@ -152,6 +152,8 @@ the secret by reference; optional ones stay unset when the key is missing.
       key: stream-ticket-secret
 - name: VOICEBOT_AGENT_PROFILES_PATH
   value: /etc/voicebot/profiles/{{ $ctx.Values.agentProfiles.key }}
+- name: VOICEBOT_TRANSFER_SIP_HOSTS
+  value: {{ $ctx.Values.agentProfiles.transferSipHosts | quote }}
 - name: VOICEBOT_LOG_LEVEL
   value: {{ $ctx.Values.logLevel | quote }}
 - name: OTEL_SERVICE_NAME
@@ -247,7 +249,11 @@ longer drain would cut live calls. Call with (dict "component" "gateway" "delay"
     secretKeyRef:
       name: {{ include "voicebot.secretName" . }}
       key: dialer-api-keys
-{{- include "voicebot.optionalSecretEnv" (dict "ctx" . "name" "VOICEBOT_DIALER_WEBHOOK_SECRET" "key" "dialer-webhook-secret") | nindent 0 }}
+- name: VOICEBOT_DIALER_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.secretName" . }}
+      key: dialer-webhook-secret
 {{- end }}
 
 {{/* NetworkPolicy peer: Prometheus pods (any pod in the namespaces Prometheus runs in). */}}

@@ -1,21 +1,52 @@
 """Agent profiles: persona, voice, greetings, idle behaviour, tools and providers, from YAML.
 
-A profile can be overridden per call (e.g. by a dial job) with a partial mapping of the same
-fields; `{variable}` placeholders in persona and greetings are filled from call variables.
+A profile can be overridden per call (e.g. by a dial job) with a partial mapping of the fields in
+`OVERRIDABLE_FIELDS` (what the agent says and how it sounds, never where the call goes, which
+providers or keys it uses, or what it records); `{variable}` placeholders in persona and greetings are
+filled from call variables. `transfer_number` must be an E.164 number or an allow-listed SIP URI
+(`voicebot_core.transfer_targets`).
 """
 
 from __future__ import annotations
 
+import logging
 import string
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from voicebot_core.transfer_targets import allowed_sip_hosts, check_transfer_target
+
+log = logging.getLogger(__name__)
 
 Direction = Literal["inbound", "outbound"]
 ToolName = Literal["end_call", "transfer_to_human"]
+
+# The profile fields a call may override (a dial job's `overrides`): conversation only. Not among them:
+# transfer_number (sends the call elsewhere), tools, providers/provider_options (providers, keys, URLs),
+# turn_detection, noise_filter, record, name.
+OVERRIDABLE_FIELDS: tuple[str, ...] = (
+    "persona", "voice", "language", "greeting", "idle_timeout_s", "idle_prompt", "max_idle_prompts",
+    "idle_goodbye", "goodbye", "transfer_message", "voicemail_message",
+)
+# Validation context key: the SIP transfer host allow-list (default: VOICEBOT_TRANSFER_SIP_HOSTS).
+SIP_HOSTS_CONTEXT = "transfer_sip_hosts"
+
+
+class OverrideNotAllowed(ValueError):
+    """A per-call override of a profile field outside OVERRIDABLE_FIELDS."""
+
+
+def check_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` if every field is in OVERRIDABLE_FIELDS; raises OverrideNotAllowed naming the others."""
+    refused = sorted(str(k) for k in overrides if k not in OVERRIDABLE_FIELDS)
+    if refused:
+        raise OverrideNotAllowed(
+            f"{', '.join(refused)} cannot be overridden per call; overridable fields: {', '.join(OVERRIDABLE_FIELDS)}")
+    return overrides
 
 
 class Greetings(BaseModel):
@@ -46,6 +77,13 @@ class AgentProfile(BaseModel):
     turn_detection: Literal["smart_turn_v3", "speech_timeout"] = "smart_turn_v3"
     noise_filter: bool = True
     record: bool = True
+
+    @field_validator("transfer_number")
+    @classmethod
+    def _transfer_target(cls, value: str, info: ValidationInfo) -> str:
+        context = info.context if isinstance(info.context, dict) else {}
+        hosts = context.get(SIP_HOSTS_CONTEXT)
+        return check_transfer_target(value, allowed_sip_hosts() if hosts is None else allowed_sip_hosts(hosts))
 
     def greeting_for(self, direction: Direction, variables: dict[str, str] | None = None) -> str:
         text = self.greeting.outbound if direction == "outbound" else self.greeting.inbound
@@ -80,15 +118,17 @@ def fill(text: str, variables: dict[str, str]) -> str:
 
 
 class AgentProfiles:
-    def __init__(self, data: ProfilesFile) -> None:
+    def __init__(self, data: ProfilesFile, sip_hosts: str | frozenset[str] | None = None) -> None:
+        """`sip_hosts`: the SIP transfer host allow-list; None reads VOICEBOT_TRANSFER_SIP_HOSTS."""
         self._data = data
+        self._context = {SIP_HOSTS_CONTEXT: allowed_sip_hosts(sip_hosts)}
         for name, raw in data.profiles.items():  # fail at start-up, not mid-call
-            AgentProfile.model_validate({**raw, "name": name})
+            AgentProfile.model_validate({**raw, "name": name}, context=self._context)
 
     @classmethod
-    def load(cls, path: str | Path) -> AgentProfiles:
+    def load(cls, path: str | Path, sip_hosts: str | frozenset[str] | None = None) -> AgentProfiles:
         raw = yaml.safe_load(Path(path).read_text()) or {}
-        return cls(ProfilesFile.model_validate(raw))
+        return cls(ProfilesFile.model_validate(raw), sip_hosts)
 
     @property
     def names(self) -> list[str]:
@@ -98,11 +138,17 @@ class AgentProfiles:
         return self._data.numbers.get(called_number, self._data.default_profile)
 
     def get(self, name: str | None, overrides: dict[str, Any] | None = None) -> AgentProfile:
+        """Profile `name` with per-call `overrides`; fields outside OVERRIDABLE_FIELDS are dropped (logged):
+        the dialer refuses them on entry, so one here was stored by something else."""
         name = name or self._data.default_profile
         if name not in self._data.profiles:
             raise KeyError(f"unknown agent profile {name!r}; known: {', '.join(self.names)}")
-        merged = _deep_merge(self._data.profiles[name], overrides or {})
-        return AgentProfile.model_validate({**merged, "name": name})
+        allowed = {k: v for k, v in (overrides or {}).items() if k in OVERRIDABLE_FIELDS}
+        if len(allowed) != len(overrides or {}):
+            log.warning("per-call profile overrides ignored: %s (not overridable)",
+                        ", ".join(sorted(str(k) for k in overrides or {} if k not in allowed)))
+        merged = _deep_merge(self._data.profiles[name], allowed)
+        return AgentProfile.model_validate({**merged, "name": name}, context=self._context)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

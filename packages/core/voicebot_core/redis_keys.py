@@ -1,6 +1,7 @@
 """Every Redis key the platform uses, built in one place so names stay consistent.
 
 Domain words: call (a Twilio call, keyed by CallSid), worker (a bot-worker process),
+ticket (the gateway's single-use pass to open one call's stream on one worker),
 dial job (an outbound request), campaign, turn.
 """
 
@@ -59,6 +60,12 @@ class RedisKeys:
     def calls_index(self) -> str:
         """Sorted set: call SID -> created_at."""
         return f"{self.prefix}:calls"
+
+    # gateway -> worker streams
+    def ticket(self, nonce: str) -> str:
+        """String: call SID of the stream a gateway -> worker ticket opened, set by the worker when
+        it takes the ticket (SET NX: a ticket is used once); expires with the ticket."""
+        return f"{self.prefix}:ticket:{nonce}"
 
     # dialer
     def dial_job(self, job_id: str) -> str:

@@ -1,29 +1,76 @@
-"""Settings every service shares. Each service subclasses `CommonSettings` once."""
+"""Settings every service shares. Each service subclasses `CommonSettings` once.
+
+Secrets: the built-in values of the secrets below are public development defaults (they make the
+emulator, `make demo`/`make up` and the tests work without configuration). A service names the
+secrets it uses in `secrets_in_use`; outside development mode (`VOICEBOT_DEV_MODE=true`) it refuses
+to load its settings when one of them is empty or a public default, naming the variables (never
+their values), so `python -m <service>` exits non-zero before it serves anything.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import ClassVar, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "VOICEBOT_"
+DEV_MODE_ENV = "VOICEBOT_DEV_MODE"
+
+# Development defaults of the secrets, published in this repository: never valid outside development mode.
+PUBLIC_DEFAULT_SECRETS = frozenset({
+    "emulator-auth-token",
+    "change-me-stream-ticket-secret",
+    "change-me-webhook-secret",
+})
+PLACEHOLDER_PREFIX = "change-me"  # documentation examples (`change-me-key`, ...) are public too
+
+
+def is_public_default(value: str) -> bool:
+    """True for an empty secret, a built-in development default or a `change-me...` placeholder."""
+    text = value.strip()
+    return not text or text in PUBLIC_DEFAULT_SECRETS or text.lower().startswith(PLACEHOLDER_PREFIX)
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
 
 
 class CommonSettings(BaseSettings):
     """Environment-driven settings (prefix `VOICEBOT_`)."""
 
-    model_config = SettingsConfigDict(env_prefix="VOICEBOT_", env_file=None, extra="ignore")
+    # hide_input_in_errors: a validation error never prints the values it was given (secrets among them)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=None, extra="ignore",
+                                      hide_input_in_errors=True)
 
+    # Fields holding the secrets this service uses; checked at load outside development mode.
+    secrets_in_use: ClassVar[tuple[str, ...]] = ()
+
+    dev_mode: bool = Field(
+        False,
+        description="Development mode: allow the built-in public development secrets (and empty ones). "
+        "Set by the emulator stacks (`make demo`, `make up`, the tests); never in production.",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding registry, calls and queues.")
     redis_prefix: str = Field("voicebot", description="Namespace for every Redis key this deployment owns.")
     twilio_account_sid: str = Field("AC00000000000000000000000000000000", description="Twilio account SID.")
-    twilio_auth_token: SecretStr = Field(SecretStr("emulator-auth-token"), description="Signs webhooks.")
+    twilio_auth_token: SecretStr = Field(
+        SecretStr("emulator-auth-token"),
+        description="Signs webhooks. The default is the emulator's, for development mode only.",
+    )
     twilio_api_base_url: str = Field(
         "https://api.twilio.com",
         description="Twilio REST base URL; point it at the emulator for local development and tests.",
     )
     stream_ticket_secret: SecretStr = Field(
         SecretStr("change-me-stream-ticket-secret"),
-        description="HMAC key for the per-call tickets the gateway hands to bot-workers.",
+        description="HMAC key for the per-call tickets the gateway hands to bot-workers (and the dialer's "
+        "outbound TwiML URL tokens). The default is for development mode only.",
     )
     agent_profiles_path: str = Field("config/agent-profiles.yaml", description="Agent profiles YAML file.")
+    transfer_sip_hosts: str = Field("", description="Comma-separated SIP hosts a call may be transferred to "
+                                    "(sip:user@host); empty refuses SIP transfer targets "
+                                    "(voicebot_core.transfer_targets).")
     log_level: str = Field("INFO", description="Root log level.")
     log_json: bool = Field(True, description="Structured JSON logs (one object per line).")
     mask_phone_numbers: bool = Field(True, description="Mask phone numbers in logs.")
@@ -33,3 +80,39 @@ class CommonSettings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.dialer_broker_url or self.redis_url
+
+    def public_default_secrets(self) -> list[str]:
+        """The variables of `secrets_in_use` that are empty or a public default (names, not values)."""
+        bad = []
+        for field in self.secrets_in_use:
+            value = getattr(self, field)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            if is_public_default(text):
+                bad.append(env_name(field))
+        return bad
+
+    @model_validator(mode="after")
+    def _refuse_public_default_secrets(self) -> CommonSettings:
+        if self.dev_mode:
+            return self
+        bad = self.public_default_secrets()
+        if bad:
+            verb = "is" if len(bad) == 1 else "are"
+            raise ValueError(
+                f"{', '.join(bad)} {verb} empty or a public development default: set "
+                f"{'it' if len(bad) == 1 else 'each'} to a secret of your own (a long random string, e.g. "
+                "`openssl rand -hex 32`; the Twilio auth token from the Twilio Console), or set "
+                f"{DEV_MODE_ENV}=true on a development machine to allow the built-in defaults")
+        return self
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Settings for a service's entry point: from the environment, or exit non-zero with the
+    validation error (which names variables, never values) instead of a traceback."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise SystemExit(f"{cls.__name__}: refusing to start: {exc}") from None

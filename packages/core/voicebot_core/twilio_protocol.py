@@ -48,6 +48,29 @@ class InboundFrame:
         return self.data.get("streamSid")
 
 
+_BASE64_DATA = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_BASE64_CHARS = _BASE64_DATA + b"="
+
+
+def is_base64(payload: str | bytes) -> bool:
+    """True when `payload` is what `base64.b64decode(payload, validate=True)` takes: the base64
+    alphabet only, a length that is a multiple of 4, `=` only as the last one or two characters.
+    Told without decoding (a translate and a search for the padding)."""
+    if isinstance(payload, str):
+        if not payload.isascii():
+            return False
+        payload = payload.encode("ascii")
+    return _base64_shape(payload, 0, len(payload))
+
+
+def _base64_shape(data: bytes, start: int, end: int) -> bool:
+    """is_base64 for data[start:end]: length, alphabet and padding."""
+    if (end - start) % 4 or data[start:end].translate(None, _BASE64_CHARS):
+        return False
+    pad = data.find(b"=", start, end)
+    return pad < 0 or pad == end - 1 or (pad == end - 2 and data[end - 1] == 0x3D)
+
+
 def parse_frame(text: str | bytes, *, started: bool, max_chars: int = MAX_FRAME_CHARS) -> InboundFrame:
     """Validate one message from Twilio. `started` says whether `start` was already seen."""
     if len(text) > max_chars:
@@ -69,6 +92,10 @@ def parse_frame(text: str | bytes, *, started: bool, max_chars: int = MAX_FRAME_
             raise FrameError("media frame without a payload")
         if len(media["payload"]) * 3 // 4 > MAX_MEDIA_PAYLOAD_BYTES:
             raise FrameError("media payload exceeds the size limit")
+        if not is_base64(media["payload"]):
+            raise FrameError("media payload is not base64")
+        if not isinstance(data.get("streamSid"), str) or not data["streamSid"]:
+            raise FrameError("media frame without a streamSid")
     elif event == "start":
         start = data.get("start")
         if not isinstance(start, dict) or not start.get("callSid") or not data.get("streamSid"):
@@ -80,17 +107,21 @@ def parse_frame(text: str | bytes, *, started: bool, max_chars: int = MAX_FRAME_
 
 # The relay's hot path checks a `media` frame without decoding the JSON document: one regular
 # expression over the raw bytes up to the payload's opening quote, a byte translation over the
-# payload (base64 characters only) and one from its closing quote to the end. What passes is a
+# payload but its last two characters (base64 characters only, no padding) and one from those two
+# (padding only in the right places) to the end. What passes is a
 # strict subset of what `parse_frame(..., started=True)` accepts: plain JSON (strings without
 # escapes, only JSON's own whitespace), `event` first and equal to "media", exactly one `media`
-# object holding exactly one string `payload` within the size limit, and only the other keys
-# Twilio sends (their duplicates do not change what parse_frame decides). Anything else goes to
+# object holding exactly one string `payload` within the size limit and of base64's shape (alphabet,
+# length, padding: checked, not decoded), a non-empty `streamSid`, and only the other keys Twilio
+# sends (their duplicates do not change what parse_frame decides). Anything else goes to
 # parse_frame, which has the final say (tests/core/test_twilio_protocol.py checks the subset).
 def _media_frame_parts(ws: bytes) -> tuple[Any, Any]:
-    """(match up to the payload's opening quote, fullmatch from its closing quote), with `ws`
-    allowed between tokens."""
+    """(match up to the payload's opening quote, fullmatch from the payload's last two characters
+    (from its closing quote when it is empty)), with `ws` allowed between tokens."""
     plain = rb'"[A-Za-z0-9_.:+\-]{0,64}"'
-    top_member = rb'"(?:sequenceNumber|streamSid)"' + ws + rb":" + ws + plain
+    # the only group, "sid": a non-empty streamSid was among the top-level members matched
+    top_member = (rb'(?:"sequenceNumber"' + ws + rb":" + ws + plain
+                  + rb'|(?P<sid>"streamSid"' + ws + rb":" + ws + rb'"[A-Za-z0-9_.:+\-]{1,64}"))')
     media_member = rb'"(?:track|chunk|timestamp)"' + ws + rb":" + ws + plain
     before = re.compile(
         ws + rb"\{" + ws + rb'"event"' + ws + rb":" + ws + rb'"media"'
@@ -100,7 +131,7 @@ def _media_frame_parts(ws: bytes) -> tuple[Any, Any]:
         + rb'"payload"' + ws + rb":" + ws + rb'"'
     )
     after = re.compile(
-        rb'"(?:' + ws + rb"," + ws + media_member + rb")*" + ws + rb"\}"
+        rb'(?:[A-Za-z0-9+/][A-Za-z0-9+/=]|==)?"(?:' + ws + rb"," + ws + media_member + rb")*" + ws + rb"\}"
         + rb"(?:" + ws + rb"," + ws + top_member + rb")*" + ws + rb"\}" + ws
     )
     return before.match, after.fullmatch
@@ -109,7 +140,6 @@ def _media_frame_parts(ws: bytes) -> tuple[Any, Any]:
 # Twilio's own compact form first (twice as fast to match), then any JSON whitespace.
 _COMPACT_BEFORE, _COMPACT_AFTER = _media_frame_parts(b"")
 _SPACED_BEFORE, _SPACED_AFTER = _media_frame_parts(rb"[ \t\n\r]*")
-_BASE64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
 def is_plain_media(data: bytes) -> bool:
@@ -126,9 +156,12 @@ def is_plain_media(data: bytes) -> bool:
             return False
     start = head.end()
     end = data.find(b'"', start)
-    if end < 0 or (end - start) * 3 // 4 > MAX_MEDIA_PAYLOAD_BYTES or data[start:end].translate(None, _BASE64_CHARS):
+    size = end - start
+    if (end < 0 or size % 4 or size * 3 // 4 > MAX_MEDIA_PAYLOAD_BYTES
+            or data[start:end - 2].translate(None, _BASE64_DATA)):
         return False
-    return after(data, end) is not None
+    tail = after(data, end - 2 if size else end)
+    return tail is not None and (tail.lastindex is not None or head.lastindex is not None)
 
 
 def parse_start(frame: InboundFrame) -> StreamStart:

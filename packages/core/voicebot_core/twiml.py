@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
+from voicebot_core.transfer_targets import is_sip
+
 _DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
@@ -35,6 +37,12 @@ def hang_up() -> str:
     return say_and_hang_up("")
 
 
-def dial(number: str) -> str:
-    """Transfer the call: `<Dial>` to a number."""
-    return _document(f"<Dial>{escape(number)}</Dial>")
+def dial(target: str) -> str:
+    """Transfer the call: `<Dial>` to a number, or `<Dial><Sip>` to a `sip:`/`sips:` URI.
+
+    Escaping keeps any text inside the verb; whether the target is allowed at all is checked before,
+    by `voicebot_core.transfer_targets.check_transfer_target`.
+    """
+    if is_sip(target):
+        return _document(f"<Dial><Sip>{escape(target)}</Sip></Dial>")
+    return _document(f"<Dial>{escape(target)}</Dial>")

@@ -36,7 +36,7 @@ DIAL_RETRY_REASONS: Final = (TERMINAL_CALL_STATUSES - {"completed"}) | {"placeme
 # WebSocket close codes on the gateway <-> bot-worker and Twilio <-> gateway streams (RFC 6455).
 CLOSE_NORMAL: Final = 1000
 CLOSE_PROTOCOL_ERROR: Final = 1007  # a malformed frame: this stream only
-CLOSE_POLICY: Final = 1008  # bad signature or ticket
+CLOSE_POLICY: Final = 1008  # a frame the stream may not carry; before accept (bad signature or ticket): HTTP 403
 CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_TRY_AGAIN: Final = 1013  # worker full or draining: the gateway tries another
 

@@ -66,6 +66,9 @@ class Stack:
 
     def common_env(self) -> dict[str, str]:
         return {
+            # a development stack: the dialer's webhook secret keeps its public development default,
+            # which the services refuse outside development mode
+            "VOICEBOT_DEV_MODE": "true",
             "VOICEBOT_REDIS_URL": self.redis_url,
             "VOICEBOT_REDIS_PREFIX": self.config.redis_prefix,
             "VOICEBOT_TWILIO_ACCOUNT_SID": self.config.account_sid,

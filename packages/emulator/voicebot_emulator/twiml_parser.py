@@ -39,6 +39,7 @@ def parse(document: str) -> list[Verb]:
                               stream_parameters=parameters))
         elif element.tag == "Dial":
             number = element.find("Number")
+            number = element.find("Sip") if number is None else number
             target = (number.text or "").strip() if number is not None else text
             verbs.append(Verb("Dial", text=target, attrs=dict(element.attrib)))
         else:

@@ -21,7 +21,7 @@ from voicebot_core.profiles import AgentProfiles
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
-from voicebot_core.tickets import TICKET_HEADER, TicketError, verify_ticket
+from voicebot_core.tickets import TICKET_HEADER, TicketError, consume_ticket
 from voicebot_core.twilio_protocol import FrameError, StreamStart, parse_frame, parse_start
 from voicebot_core.vocabulary import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN
 from voicebot_worker.call import CallSession
@@ -42,7 +42,7 @@ class WorkerState:
         self.store = CallStore(self.redis, self.keys)
         self.dial_jobs = DialJobReader(self.redis, self.keys)
         self.registry = WorkerRegistry(self.redis, self.keys, heartbeat_ttl_s=settings.worker_heartbeat_ttl_s)
-        self.profiles = AgentProfiles.load(settings.agent_profiles_path)
+        self.profiles = AgentProfiles.load(settings.agent_profiles_path, settings.transfer_sip_hosts)
         self.calls: dict[str, CallSession | None] = {}  # None while the stream is still starting
         self.draining = False
         self.registered = False
@@ -157,15 +157,17 @@ def create_app(settings: WorkerSettings | None = None) -> FastAPI:
 
     @app.websocket("/streams/{call_sid}")
     async def stream(websocket: WebSocket, call_sid: str) -> None:
-        ticket = websocket.headers.get(TICKET_HEADER)
         call_sid_var.set(call_sid)
-        await websocket.accept()
+        # The ticket is checked and used up during the upgrade, before accepting: closing now
+        # answers the handshake with HTTP 403, so a bad or replayed ticket never gets a socket.
         try:
-            verify_ticket(settings.stream_ticket_secret.get_secret_value(), ticket, call_sid, settings.worker_id)
+            await consume_ticket(state.redis, state.keys, settings.stream_ticket_secret.get_secret_value(),
+                                 websocket.headers.get(TICKET_HEADER), call_sid, settings.worker_id)
         except TicketError as exc:
             log.warning("stream refused: %s", exc)
             await websocket.close(code=CLOSE_POLICY, reason=str(exc))
             return
+        await websocket.accept()
         if state.draining or len(state.calls) >= settings.worker_capacity or call_sid in state.calls:
             reason = ("worker is draining" if state.draining else
                       "call already attached" if call_sid in state.calls else "worker is full")

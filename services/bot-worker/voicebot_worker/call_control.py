@@ -2,6 +2,8 @@
 
 The closing line is spoken through the pipeline; only once its marks came back (or, without mark
 echoes, its playback time passed) does the worker update the call at Twilio and end the pipeline.
+A transfer target is checked once more right before its TwiML is built (E.164, or a SIP URI on a host
+in `transfer_sip_hosts`): a refused one is logged and the call goes on without the transfer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from voicebot_core import telemetry, twiml
 from voicebot_core.profiles import AgentProfile
+from voicebot_core.transfer_targets import InvalidTransferTarget, allowed_sip_hosts, check_transfer_target
 from voicebot_core.twilio_rest import call_is_gone, make_client
 from voicebot_worker.marks import BotUtterance, MarkTracker, PlaybackClock
 from voicebot_worker.settings import WorkerSettings
@@ -70,9 +73,29 @@ class CallControl:
         """Say `goodbye`, then hang up."""
         self._spawn(self._say_then(goodbye, "completed", reason, self._hang_up))
 
+    def transfer_refusal(self) -> str | None:
+        """Why this call cannot be transferred (no target, or a target that is not allowed: logged), for
+        the LLM; None when it can."""
+        return self._checked_target()[1]
+
     def transfer(self) -> None:
-        """Say the transfer message, then redirect the call to the profile's transfer number."""
-        self._spawn(self._say_then(self._profile.transfer_message, "transferred", "transfer", self._transfer))
+        """Say the transfer message, then redirect the call to the profile's transfer number; nothing at
+        all when the target is refused (see `transfer_refusal`)."""
+        target, refusal = self._checked_target()
+        if refusal is not None:
+            return
+        self._spawn(self._say_then(self._profile.transfer_message, "transferred", "transfer",
+                                   lambda: self._transfer(target)))
+
+    def _checked_target(self) -> tuple[str, str | None]:
+        target = self._profile.transfer_number
+        if not target:
+            return "", "no human agent is available for transfer"
+        try:
+            return check_transfer_target(target, allowed_sip_hosts(self._settings.transfer_sip_hosts)), None
+        except InvalidTransferTarget as exc:
+            log.error("transfer refused: %s", exc, extra={"call_sid": self._call_sid})
+            return "", "transfer to a human is not available on this call"
 
     def on_utterance_resolved(self, utterance: BotUtterance) -> None:
         if self._closing_text is not None and utterance.intent and utterance.intent.text == self._closing_text:
@@ -108,8 +131,8 @@ class CallControl:
                             attrs={"call.sid": self._call_sid, "call.outcome": self._end.outcome}):
             await self._update_call(status="completed")
 
-    async def _transfer(self) -> None:
-        await self._update_call(twiml=twiml.dial(self._profile.transfer_number))
+    async def _transfer(self, target: str) -> None:
+        await self._update_call(twiml=twiml.dial(target))
 
     async def _update_call(self, **fields: str) -> None:
         settings = self._settings

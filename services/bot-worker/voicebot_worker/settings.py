@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -17,6 +18,9 @@ def _default_worker_id() -> str:
 
 
 class WorkerSettings(CommonSettings):
+    # checked at load outside development mode (voicebot_core.settings)
+    secrets_in_use: ClassVar[tuple[str, ...]] = ("twilio_auth_token", "stream_ticket_secret")
+
     worker_id: str = Field(default_factory=_default_worker_id, description="Name in the worker registry.")
     worker_host: str = Field("127.0.0.1", description="Interface the worker binds to.")
     worker_port: int = Field(8090, description="HTTP/WebSocket port.")

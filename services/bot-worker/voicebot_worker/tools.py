@@ -40,8 +40,9 @@ class CallTools:
 
     async def _transfer_to_human(self, params: FunctionCallParams) -> None:
         metrics.TOOL_CALLS.labels(tool="transfer_to_human").inc()
-        if not self._profile.transfer_number:
-            await params.result_callback({"error": "no human agent is available for transfer"})
+        refusal = self._control.transfer_refusal()
+        if refusal is not None:  # no target, or one refused (logged): the call goes on, the LLM is told
+            await params.result_callback({"error": refusal})
             return
         await params.result_callback({"status": "transferring"},
                                      properties=FunctionCallResultProperties(run_llm=False))

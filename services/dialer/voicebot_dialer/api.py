@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from voicebot_core.logs import setup_logging
 from voicebot_core.redis_client import connect
+from voicebot_core.settings import load_settings
 from voicebot_core.telemetry import setup_tracing
 from voicebot_dialer import routes_calls, routes_campaigns
 from voicebot_dialer.body_limit import BodySizeLimit
@@ -81,7 +82,7 @@ def build_asgi_app(settings: DialerSettings | None = None) -> ASGIApp:
 
 
 def main() -> None:
-    settings = get_settings()
+    settings = load_settings(DialerSettings)  # exits with the error on a default secret outside dev mode
     setup_logging("dialer-api", settings.log_level, settings.log_json, settings.mask_phone_numbers)
     setup_tracing("voicebot-dialer-api")
     uvicorn.run(build_asgi_app(settings), host=settings.dialer_host, port=settings.dialer_port,

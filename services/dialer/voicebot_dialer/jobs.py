@@ -44,7 +44,7 @@ def job_fields(settings: DialerSettings, options: DialOptions, to: str, variable
     return {
         "state": "scheduled", "outcome": "", "to": to,
         "from": options.from_ or pick_from_number(settings, to),
-        "agent_profile": agent_profile, "variables": variables, "overrides": options.overrides,
+        "agent_profile": agent_profile, "variables": variables, "overrides": options.overrides.stored(),
         "machine_detection": options.machine_detection, "metadata": metadata,
         "webhook_url": str(options.webhook_url) if options.webhook_url else "",
         "calling_window": options.calling_window.model_dump(mode="json") if options.calling_window else "",

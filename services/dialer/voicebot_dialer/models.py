@@ -17,8 +17,10 @@ from pydantic import (
     StrictBool,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
+from voicebot_core.profiles import OVERRIDABLE_FIELDS, check_overrides
 from voicebot_core.vocabulary import MachineDetection
 from voicebot_dialer.json_types import Number, integer
 from voicebot_dialer.window import CallingWindow
@@ -85,13 +87,57 @@ class RetryPolicy(BaseModel):
         return min(self.max_delay_s, self.initial_delay_s * self.multiplier ** max(0, attempt - 2))
 
 
+class GreetingOverrides(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inbound: str | None = Field(None, max_length=2000)
+    outbound: str | None = Field(None, max_length=2000)
+
+
+Text = Annotated[str | None, Field(max_length=2000)]
+
+
+class ProfileOverrides(BaseModel):
+    """The agent profile fields one call may override: what the agent says and how it sounds. Where the
+    call goes (`transfer_number`), its tools, providers and keys, and recording are not overridable (422)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "greeting": {"outbound": "Hi {name}, this is Robin from Acme."}, "voice": "aura-asteria-en"}})
+    persona: str | None = Field(None, max_length=20_000, description="System prompt; `{variable}`s are filled.")
+    voice: Annotated[str | None, Field(max_length=200)] = Field(None, description="TTS voice of the provider.")
+    language: Annotated[str | None, Field(max_length=35)] = Field(None, description="Language tag, e.g. en.")
+    greeting: GreetingOverrides | None = None
+    idle_timeout_s: Number | None = Field(None, ge=1, le=60, description="Silence before an idle prompt.")
+    idle_prompt: Text = None
+    max_idle_prompts: integer(0, 5) | None = None
+    idle_goodbye: Text = None
+    goodbye: Text = None
+    transfer_message: Text = None
+    voicemail_message: Text = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_overridable(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            check_overrides(value)  # names the refused field(s) and the allow-list
+        return value
+
+    def stored(self) -> dict[str, Any]:
+        """The overrides as the dial job keeps them: only the fields given."""
+        return self.model_dump(exclude_none=True)
+
+
+assert set(ProfileOverrides.model_fields) == set(OVERRIDABLE_FIELDS), "overrides model and profiles disagree"
+
+
 class DialOptions(BaseModel):
     """Fields a single call and a campaign share."""
 
     model_config = ConfigDict(extra="forbid")
     from_: PhoneNumber | None = Field(None, alias="from", description="Caller ID (E.164); default: the pool.")
     agent_profile: str | None = Field(None, description="Agent profile name; default: the configured one.")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="Per-call agent profile overrides.")
+    overrides: ProfileOverrides = Field(default_factory=ProfileOverrides, description=(
+        "Per-call agent profile overrides, only of the fields listed (conversation: "
+        f"{', '.join(OVERRIDABLE_FIELDS)}); any other field (transfer_number, tools, providers, ...) is a 422."))
     schedule_at: Annotated[datetime, BeforeValidator(_text_instant)] | None = Field(
         None, description="Do not dial before this instant (RFC 3339 with a UTC offset, years 2000-2999).",
         json_schema_extra={"pattern": INSTANT_PATTERN})

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from voicebot_core.settings import CommonSettings
+from voicebot_core.settings import CommonSettings, env_name, is_public_default
 
 
 class DialerSettings(CommonSettings):
+    # checked at load outside development mode (voicebot_core.settings); API keys below
+    secrets_in_use: ClassVar[tuple[str, ...]] = ("twilio_auth_token", "stream_ticket_secret",
+                                                 "dialer_webhook_secret")
+
     dialer_host: str = Field("0.0.0.0", description="REST API bind address.")
     dialer_port: int = Field(8070, description="REST API port.")
     dialer_api_keys: str = Field("", description="Comma-separated Bearer API keys; empty refuses every call.")
@@ -32,11 +37,19 @@ class DialerSettings(CommonSettings):
     dialer_dispatch_lease_s: float = Field(60.0, description="Re-dispatch a queued job after this long.")
     dialer_max_inflight: int = Field(50, description="Placement tasks queued but not started, at most.")
     dialer_placing_timeout_s: float = Field(30.0, description="Reconcile a job stuck in 'placing' after.")
-    dialer_webhook_secret: SecretStr = Field(SecretStr("change-me-webhook-secret"),
-                                             description="HMAC-SHA256 key signing event webhooks.")
+    dialer_webhook_secret: SecretStr = Field(
+        SecretStr("change-me-webhook-secret"),
+        description="HMAC-SHA256 key signing event webhooks. The default is for development mode only.")
     dialer_webhook_max_retries: int = Field(6, description="Delivery attempts after the first.")
     dialer_metrics_host: str = Field("0.0.0.0", description="Celery worker metrics bind address.")
     dialer_metrics_port: int = Field(9808, description="Celery worker metrics port; 0 disables.")
+
+    def public_default_secrets(self) -> list[str]:
+        """The shared check, and no API key may be a public placeholder (empty keys refuse every call)."""
+        bad = super().public_default_secrets()
+        if any(is_public_default(key) for key in self.api_keys):
+            bad.append(env_name("dialer_api_keys"))
+        return bad
 
     @property
     def stale_call_s(self) -> float:

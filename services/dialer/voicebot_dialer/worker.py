@@ -57,6 +57,11 @@ def _remove_if_owner(path: Path, owner: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     prepare_metrics_dir()
+    from voicebot_core.settings import load_settings
+    from voicebot_dialer.settings import DialerSettings
+
+    # celery_app loads the settings at import: check them first, to exit with the error and not a traceback
+    load_settings(DialerSettings)
     from voicebot_dialer.celery_app import app  # imports prometheus_client: after the directory is ready
 
     return app.start(["worker", *(sys.argv[1:] if argv is None else argv)]) or 0

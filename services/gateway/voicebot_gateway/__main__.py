@@ -6,6 +6,7 @@ import gc
 
 from voicebot_core.logs import setup_logging
 from voicebot_core.serving import serve
+from voicebot_core.settings import load_settings
 from voicebot_core.telemetry import setup_tracing
 from voicebot_gateway.app import create_app, drain
 from voicebot_gateway.media_relay import StreamRelayProtocol
@@ -13,7 +14,7 @@ from voicebot_gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    settings = GatewaySettings()
+    settings = load_settings(GatewaySettings)  # exits with the error on a default secret outside dev mode
     setup_logging("gateway", settings.log_level, settings.log_json, settings.mask_phone_numbers)
     setup_tracing("voicebot-gateway")
     app = create_app(settings)

@@ -45,7 +45,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             registry=WorkerRegistry(redis, keys),
             calls=CallStore(redis, keys),
             dial_jobs=DialJobReader(redis, keys),
-            profiles=AgentProfiles.load(settings.agent_profiles_path),
+            profiles=AgentProfiles.load(settings.agent_profiles_path, settings.transfer_sip_hosts),
             signatures=SignatureChecker(token),
             twilio=make_client(settings.twilio_account_sid, token, settings.twilio_api_base_url),
             workers_http=httpx.AsyncClient(timeout=2.0),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -10,6 +10,9 @@ from voicebot_core.settings import CommonSettings
 
 
 class GatewaySettings(CommonSettings):
+    # checked at load outside development mode (voicebot_core.settings)
+    secrets_in_use: ClassVar[tuple[str, ...]] = ("twilio_auth_token", "stream_ticket_secret")
+
     gateway_host: str = "0.0.0.0"
     gateway_port: int = 8080
     gateway_public_base_url: str = Field(

@@ -7,8 +7,10 @@ import time
 from xml.etree import ElementTree
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 import yaml
+from pydantic import ValidationError
 from test_worker_stream import new_call_sid, open_call, wait_call_ended
 
 from helpers.constants import TEST_PROFILES_PATH as PROFILES_PATH
@@ -108,32 +110,13 @@ def transfer_profiles(tmp_path, target: str):
     return path
 
 
-async def test_refused_transfer_target_emits_no_twiml_and_tells_the_llm(
-        worker_factory, rest_updates, redis_url, redis_prefix, tmp_path, monkeypatch, caplog):
-    rest_base, updates = rest_updates
-    # The profile passed validation under a wider SIP allow-list than the worker's own (a narrowed
-    # setting, a stale file): the worker checks the target again right before the TwiML.
-    monkeypatch.setenv("VOICEBOT_TRANSFER_SIP_HOSTS", "pbx.example.com")
-    base, settings = worker_factory(twilio_api_base_url=rest_base, transfer_sip_hosts="",
-                                    agent_profiles_path=str(transfer_profiles(tmp_path, "sip:agent@pbx.example.com")))
-    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    peer = await open_call(base, settings, "fake-transfer")
-    try:
-        await peer.wait_for(lambda: peer.log.events("mark"), timeout=15)
-        await peer.wait_bot_quiet(0.5)
-        peer.say("can I speak to a human please")
-        await peer.wait_for(lambda: "transfer refused" in caplog.text, timeout=20)
-        await asyncio.sleep(2.0)
-        assert not updates, "a refused target must not reach Twilio"
-        assert not peer.closed.is_set(), "the call goes on without the transfer"
-    finally:
-        await peer.close()
-    call = await wait_call_ended(redis, redis_prefix, peer.call_sid)
-    assert call["outcome"] != "transferred"
-    context = await CallStore(redis, RedisKeys(redis_prefix)).load_context(peer.call_sid)
-    results = [m for m in context if m.get("role") == "tool"]
-    assert results and "not available" in str(results[-1]["content"]), context
-    await redis.aclose()
+def test_a_profile_transfer_target_outside_the_workers_sip_hosts_stops_it_at_start(worker_factory, tmp_path):
+    # The worker validates its profiles with its own VOICEBOT_TRANSFER_SIP_HOSTS when it starts, so a
+    # target no setting allows never reaches a call (the check before the TwiML is a second line).
+    profiles = str(transfer_profiles(tmp_path, "sip:agent@pbx.example.com"))
+    with pytest.raises(ValidationError, match=r"pbx\.example\.com"):
+        worker_factory(transfer_sip_hosts="", agent_profiles_path=profiles)
+    worker_factory(transfer_sip_hosts="pbx.example.com", agent_profiles_path=profiles)  # allowed: it starts
 
 
 async def test_idle_prompts_at_five_seconds_then_goodbye(worker_factory, rest_updates, redis_url, redis_prefix):

@@ -20,8 +20,9 @@ def test_cloud_profile_builds_deepgram_groq_deepgram_offline():
 
 
 def test_cloud_openai_and_cartesia_options():
-    profile = AgentProfiles.load(PROFILES_PATH).get(
-        "support-cloud", {"provider_options": {"llm": "openai", "tts": "cartesia"}, "voice": "voice-id"})
+    # provider_options is not a per-call override (voicebot_core.profiles): a profile that sets them
+    profile = AgentProfiles.load(PROFILES_PATH).get("support-cloud").model_copy(
+        update={"provider_options": {"llm": "openai", "tts": "cartesia"}, "voice": "voice-id"})
     settings = WorkerSettings(deepgram_api_key="dg", openai_api_key="oa", cartesia_api_key="ca")
     services = build_services(profile, settings)
     assert type(services.llm).__name__ == "OpenAILLMService"

@@ -108,3 +108,9 @@ def test_overrides_outside_the_allow_list_are_refused_or_dropped(profiles):
                                      "tools": ["transfer_to_human"], "goodbye": "Bye Sam"})
     assert profile.transfer_number == "" and profile.provider_options == {} and profile.goodbye == "Bye Sam"
     assert "transfer_number" not in OVERRIDABLE_FIELDS and "providers" not in OVERRIDABLE_FIELDS
+
+
+def test_a_stored_transfer_number_override_applies_only_when_it_is_a_valid_target(profiles):
+    # the dialer stores one only from an admin-scope key (tests/dialer/test_api_scopes.py)
+    assert profiles.get("sales", {"transfer_number": "+15550101234"}).transfer_number == "+15550101234"
+    assert profiles.get("sales", {"transfer_number": "+1555</Dial>"}).transfer_number == ""

@@ -5,7 +5,7 @@ import pytest
 
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
-from voicebot_core.signatures import SignatureChecker, SignatureError, public_url
+from voicebot_core.signatures import SignatureChecker, SignatureError, is_trusted_proxy, parse_proxies, public_url
 from voicebot_core.tickets import TicketError, consume_ticket, issue_ticket, verify_ticket
 
 
@@ -18,9 +18,28 @@ def test_public_url_prefers_configured_base():
 def test_public_url_from_forwarded_headers_and_websocket_scheme():
     headers = {"x-forwarded-proto": "https", "x-forwarded-host": "calls.example.com", "host": "gw:8080"}
     assert public_url(request_url="http://gw:8080/twilio/voice", headers=headers,
-                      public_base_url=None) == "https://calls.example.com/twilio/voice"
+                      public_base_url=None, trust_forwarded=True) == "https://calls.example.com/twilio/voice"
     assert public_url(request_url="ws://gw:8080/twilio/stream/CA1", headers=headers, public_base_url=None,
-                      websocket=True) == "wss://calls.example.com/twilio/stream/CA1"
+                      websocket=True, trust_forwarded=True) == "wss://calls.example.com/twilio/stream/CA1"
+    # not from a trusted proxy: the headers are ignored
+    assert public_url(request_url="http://gw:8080/twilio/voice", headers=headers,
+                      public_base_url=None) == "http://gw:8080/twilio/voice"
+    assert public_url(request_url="ws://gw:8080/twilio/stream/CA1", headers=headers, public_base_url=None,
+                      websocket=True) == "ws://gw:8080/twilio/stream/CA1"
+
+
+def test_trusted_proxies_are_addresses_and_networks():
+    assert is_trusted_proxy("10.1.2.3", "10.0.0.0/8, 192.168.1.7")
+    assert is_trusted_proxy("192.168.1.7", "10.0.0.0/8, 192.168.1.7")
+    assert is_trusted_proxy("::1", "::1")
+    assert not is_trusted_proxy("192.168.1.8", "10.0.0.0/8, 192.168.1.7")
+    assert not is_trusted_proxy("127.0.0.1", "")
+    assert not is_trusted_proxy(None, "127.0.0.1")
+    assert not is_trusted_proxy("testclient", "127.0.0.1")
+    with pytest.raises(ValueError, match=r"ingress\.local"):
+        parse_proxies("10.0.0.1, ingress.local")
+    with pytest.raises(ValueError, match=r"10\.0\.0\.1/8"):
+        parse_proxies("10.0.0.1/8")  # host bits set: uvicorn would not read it as a network either
 
 
 def test_signature_round_trip_and_rejections():

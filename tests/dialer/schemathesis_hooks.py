@@ -5,9 +5,10 @@ The document names two string formats of its own (`e164`, `iana-time-zone`); the
 of them. Valid-by-the-document requests ("positive" cases) are kept inside the rules a JSON Schema
 cannot state, each written in the document's descriptions: a number that exists for its country
 code, a zone the tz database has, a profile the deployment has, a window that ends after it starts,
-a CSV upload that is a CSV. Negative cases are left as generated, except that every valid `wait_s`
-becomes at most 0.5 s (long polls would otherwise eat the time budget; still valid, so still
-negative)."""
+a CSV upload that is a CSV, a transfer target override that is an E.164 number (SIP hosts are not
+allow-listed in the test deployment; the run's key has the `admin` scope the override needs).
+Negative cases are left as generated, except that every valid `wait_s` becomes at most 0.5 s (long
+polls would otherwise eat the time budget; still valid, so still negative)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ ZONES = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Australia/
 PROFILES = ("sales",)  # in tests/dialer/agent-profiles.yaml and config/agent-profiles.yaml (`make up`)
 CSV = b"to,name,meta_crm\n+14155550301,Ann,1\n+14155550302,Ben,2\n"
 MAX_WAIT_S = 0.5
+TRANSFER_TARGET = "+14155550100"
 
 schemathesis.openapi.format("e164", st.sampled_from(NUMBERS))
 schemathesis.openapi.format("iana-time-zone", st.sampled_from(ZONES))
@@ -53,6 +55,9 @@ def _fix_window(window: dict[str, Any]) -> None:
 
 def _fix_options(body: dict[str, Any]) -> None:
     _fix_numbers(body)
+    overrides = body.get("overrides")
+    if isinstance(overrides, dict) and isinstance(overrides.get("transfer_number"), str):
+        overrides["transfer_number"] = TRANSFER_TARGET
     if isinstance(body.get("calling_window"), dict):
         _fix_window(body["calling_window"])
     if body.get("agent_profile") not in (None, *PROFILES):

@@ -38,7 +38,9 @@ def api_tools() -> Path:
 
 @pytest.fixture
 def api_process(dialer_settings: DialerSettings, tmp_path: Path) -> Iterator[str]:
-    proc, url = start_api(dialer_settings, tmp_path / "api.log")
+    """The API with API_KEY in the `admin` scope: every operation and field of the document is open to it."""
+    settings = dialer_settings.model_copy(update={"dialer_api_keys": f"{API_KEY}:admin"})
+    proc, url = start_api(settings, tmp_path / "api.log")
     yield url
     stop(proc)
 

@@ -33,3 +33,34 @@ def test_serve_and_call_commands(bot: BotServer, tmp_path) -> None:
     (voice,) = bot.of_kind("voice")
     assert voice.signature_ok and voice.data["AccountSid"] == ACCOUNT_SID  # env reached the emulator
     assert bot.messages()[-1]["event"] == "stop"
+
+
+def test_the_emulator_binds_to_loopback_by_default(monkeypatch) -> None:
+    """Its control API has no authentication (development only): loopback unless told otherwise."""
+    from voicebot_emulator.settings import EmulatorSettings, is_loopback
+
+    monkeypatch.delenv("VOICEBOT_EMULATOR_HOST", raising=False)
+    assert EmulatorSettings().emulator_host == "127.0.0.1"
+    assert all(is_loopback(host) for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "", "192.168.1.7", "emulator.example"))
+
+
+def test_serving_beyond_loopback_logs_a_warning(monkeypatch, caplog) -> None:
+    """`serve --host 0.0.0.0` warns at start that the control API is unauthenticated; loopback does not."""
+    import uvicorn
+
+    import voicebot_core.logs
+    from voicebot_emulator import cli
+
+    served: list[tuple[str, int]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: served.append((host, port)))
+    monkeypatch.setattr(voicebot_core.logs, "setup_logging", lambda *args, **kwargs: None)  # keep caplog's handler
+    monkeypatch.delenv("VOICEBOT_EMULATOR_HOST", raising=False)
+    with caplog.at_level("WARNING", logger="voicebot_emulator"):
+        assert cli.main(["serve", "--port", "8061"]) == 0
+        assert not [r for r in caplog.records if "not a loopback address" in r.getMessage()]
+        assert cli.main(["serve", "--host", "0.0.0.0", "--port", "8061"]) == 0
+    assert served == [("127.0.0.1", 8061), ("0.0.0.0", 8061)]
+    (warning,) = [r for r in caplog.records if "not a loopback address" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "0.0.0.0:8061" in warning.getMessage() and "no authentication" in warning.getMessage()

@@ -14,6 +14,7 @@ from helpers.twilio_rest_recorder import create_rest_recorder
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
+from voicebot_core.serving import ServerConfig
 from voicebot_core.signatures import SignatureChecker
 from voicebot_gateway.app import create_app
 from voicebot_gateway.media_relay import StreamRelayProtocol
@@ -52,7 +53,20 @@ def twilio_rest(twilio_rest_server) -> list[dict]:
 
 
 @pytest.fixture
-def gateway_settings(redis_url, redis_prefix, profiles_path, request) -> GatewaySettings:
+def trusted_proxies() -> str:
+    """VOICEBOT_GATEWAY_TRUSTED_PROXIES of the test gateway: none (parametrize to trust the tests' 127.0.0.1)."""
+    return ""
+
+
+@pytest.fixture
+def public_base_url() -> str:
+    """VOICEBOT_GATEWAY_PUBLIC_BASE_URL of the test gateway: none (parametrize to set one)."""
+    return ""
+
+
+@pytest.fixture
+def gateway_settings(redis_url, redis_prefix, profiles_path, trusted_proxies, public_base_url,
+                     request) -> GatewaySettings:
     rest_url = "http://127.0.0.1:9"  # nothing listens: the REST API is down
     if "twilio_rest" in request.fixturenames:
         rest_url = request.getfixturevalue("twilio_rest_server")[0]
@@ -60,15 +74,17 @@ def gateway_settings(redis_url, redis_prefix, profiles_path, request) -> Gateway
         redis_url=redis_url, redis_prefix=redis_prefix, twilio_auth_token=AUTH_TOKEN,
         stream_ticket_secret=TICKET_SECRET, agent_profiles_path=str(profiles_path),
         twilio_api_base_url=rest_url, gateway_worker_connect_timeout_s=1.0,
+        gateway_trusted_proxies=trusted_proxies, gateway_public_base_url=public_base_url,
     )
 
 
 @contextlib.contextmanager
 def gateway_thread(settings: GatewaySettings, ws: object):
-    """The gateway's app under uvicorn in a thread, with the media path `ws` serves."""
+    """The gateway's app under uvicorn in a thread, with the media path `ws` serves and uvicorn's
+    forwarded-header handling as `python -m voicebot_gateway` sets it (voicebot_core.serving)."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", log_config=None, ws=ws)
+    config = ServerConfig(create_app(settings), trusted_proxies=settings.trusted_proxies, host="127.0.0.1",
+                          port=port, log_level="warning", lifespan="on", log_config=None, ws=ws)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -1,6 +1,7 @@
 import xml.etree.ElementTree as ET
 
 import httpx
+import pytest
 import redis
 
 from helpers.stub_worker import TICKET_SECRET
@@ -50,6 +51,7 @@ def test_forged_or_missing_signature_is_refused_and_nothing_starts(gateway, sign
     assert not redis.Redis.from_url(redis_url).exists(RedisKeys(redis_prefix).call(FORM["CallSid"]))
 
 
+@pytest.mark.parametrize("trusted_proxies", ["127.0.0.1"])  # the ingress's address (test_forwarded_headers.py)
 def test_forwarded_host_is_the_signed_url_and_the_stream_host(gateway, signer):
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "calls.example.com"}
     response = _post(gateway, signer, headers=headers, signed_url="https://calls.example.com/twilio/voice")

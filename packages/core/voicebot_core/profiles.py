@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from voicebot_core.transfer_targets import allowed_sip_hosts, check_transfer_target
+from voicebot_core.transfer_targets import InvalidTransferTarget, allowed_sip_hosts, check_transfer_target
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ OVERRIDABLE_FIELDS: tuple[str, ...] = (
     "persona", "voice", "language", "greeting", "idle_timeout_s", "idle_prompt", "max_idle_prompts",
     "idle_goodbye", "goodbye", "transfer_message", "voicemail_message",
 )
+# Also taken from a stored dial job: the dialer accepts it only from an API key with the admin scope
+# (voicebot_dialer.auth), and it is validated like the profile's own (transfer_targets).
+ADMIN_OVERRIDABLE_FIELDS: tuple[str, ...] = ("transfer_number",)
 # Validation context key: the SIP transfer host allow-list (default: VOICEBOT_TRANSFER_SIP_HOSTS).
 SIP_HOSTS_CONTEXT = "transfer_sip_hosts"
 
@@ -138,15 +141,23 @@ class AgentProfiles:
         return self._data.numbers.get(called_number, self._data.default_profile)
 
     def get(self, name: str | None, overrides: dict[str, Any] | None = None) -> AgentProfile:
-        """Profile `name` with per-call `overrides`; fields outside OVERRIDABLE_FIELDS are dropped (logged):
-        the dialer refuses them on entry, so one here was stored by something else."""
+        """Profile `name` with per-call `overrides`; fields outside OVERRIDABLE_FIELDS and
+        ADMIN_OVERRIDABLE_FIELDS are dropped (logged): the dialer refuses them on entry, so one here
+        was stored by something else. A transfer target is validated like the profile's own."""
         name = name or self._data.default_profile
         if name not in self._data.profiles:
             raise KeyError(f"unknown agent profile {name!r}; known: {', '.join(self.names)}")
-        allowed = {k: v for k, v in (overrides or {}).items() if k in OVERRIDABLE_FIELDS}
+        allowed = {k: v for k, v in (overrides or {}).items()
+                   if k in OVERRIDABLE_FIELDS or k in ADMIN_OVERRIDABLE_FIELDS}
         if len(allowed) != len(overrides or {}):
             log.warning("per-call profile overrides ignored: %s (not overridable)",
                         ", ".join(sorted(str(k) for k in overrides or {} if k not in allowed)))
+        if "transfer_number" in allowed:
+            try:
+                check_transfer_target(allowed["transfer_number"], self._context[SIP_HOSTS_CONTEXT])
+            except InvalidTransferTarget as exc:
+                log.warning("per-call transfer_number override ignored: %s", exc)
+                del allowed["transfer_number"]
         merged = _deep_merge(self._data.profiles[name], allowed)
         return AgentProfile.model_validate({**merged, "name": name}, context=self._context)
 

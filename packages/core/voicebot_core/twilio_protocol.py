@@ -77,7 +77,7 @@ def parse_frame(text: str | bytes, *, started: bool, max_chars: int = MAX_FRAME_
         raise FrameError(f"frame of {len(text)} bytes exceeds the {max_chars}-byte limit")
     try:
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[" * 50_000
         raise FrameError(f"frame is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise FrameError("frame is not a JSON object")

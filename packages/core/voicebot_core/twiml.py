@@ -6,9 +6,23 @@ Text goes through XML escaping and attributes through quoteattr, so caller-contr
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape, quoteattr
+import re
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr as _quoteattr
 
 from voicebot_core.transfer_targets import is_sip
+
+# Characters XML 1.0 does not allow at all (escaping cannot carry them): dropped.
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def escape(text: str) -> str:
+    return _escape(_NOT_XML.sub("", text))
+
+
+def quoteattr(value: str) -> str:
+    return _quoteattr(_NOT_XML.sub("", value))
+
 
 _DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 

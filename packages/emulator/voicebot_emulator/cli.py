@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+log = logging.getLogger(__name__)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,8 +29,23 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["emulator_port"] = args.port
     settings = EmulatorSettings(**overrides)
     setup_logging("emulator", settings.log_level, settings.log_json, settings.mask_phone_numbers)
+    warn_unless_loopback(settings.emulator_host, settings.emulator_port)
     uvicorn.run(create_app(settings), host=settings.emulator_host, port=settings.emulator_port, log_config=None)
     return 0
+
+
+def warn_unless_loopback(host: str, port: int) -> bool:
+    """Log a warning when the emulator listens beyond this machine; True when it did."""
+    from voicebot_emulator.settings import is_loopback
+
+    if is_loopback(host):
+        return False
+    log.warning("emulator listening on %s:%s, not a loopback address: its control API (/emulator/...) has no "
+                "authentication, so anyone who reaches it can place calls and read call reports and audio. "
+                "It is for development only: bind it to 127.0.0.1 (VOICEBOT_EMULATOR_HOST, --host) unless "
+                "the network around it is yours alone (a container whose port is published on loopback).",
+                host or "every interface", port)
+    return True
 
 
 def _inline_script(path: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ and logging come from `CommonSettings` (VOICEBOT_TWILIO_*, VOICEBOT_LOG_*) uncha
 
 from __future__ import annotations
 
+import ipaddress
 import tempfile
 from pathlib import Path
 
@@ -14,8 +15,23 @@ from pydantic import Field
 from voicebot_core.settings import CommonSettings
 
 
+def is_loopback(host: str) -> bool:
+    """True for a loopback address (127.0.0.0/8, ::1) or `localhost`; False for every other address,
+    a host name, or an empty host (every interface)."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class EmulatorSettings(CommonSettings):
-    emulator_host: str = Field("127.0.0.1", description="Listen address.")
+    emulator_host: str = Field(
+        "127.0.0.1",
+        description="Listen address. Keep it loopback: the control API (/emulator/...) has no authentication "
+        "(development only); another address logs a warning at start.")
     emulator_port: int = Field(8060, description="Listen port.")
     emulator_public_base_url: str = Field(
         "", description="Base URL clients use for us (absolute heard_wav_url in reports).")

@@ -2,15 +2,12 @@
 
 # No `from __future__ import annotations`: FastAPI resolves the closures' Depends() at runtime.
 
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp
 
@@ -19,6 +16,8 @@ from voicebot_core.redis_client import connect
 from voicebot_core.settings import load_settings
 from voicebot_core.telemetry import setup_tracing
 from voicebot_dialer import routes_calls, routes_campaigns
+from voicebot_dialer.api_keys import ApiKeyError, ApiKeys
+from voicebot_dialer.auth import Auth
 from voicebot_dialer.body_limit import BodySizeLimit
 from voicebot_dialer.enqueue import producer_app, webhook_emitter
 from voicebot_dialer.errors import install_error_handlers
@@ -30,16 +29,10 @@ from voicebot_dialer.settings import DialerSettings, get_settings
 
 def create_app(settings: DialerSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # raises ApiKeyError when the keys file cannot be used at start
+    auth = Auth(ApiKeys(settings.api_keys, settings.dialer_api_keys_file, allow_public=settings.dev_mode))
     producer = producer_app(settings.broker_url, settings.dialer_broker_prefix)
     dialer = DialerService(settings, emit_webhook=webhook_emitter(producer))
-    bearer = HTTPBearer(auto_error=False)
-    api_keys = settings.api_keys
-
-    def require_key(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        if creds is None or not any(hmac.compare_digest(creds.credentials, k) for k in api_keys):
-            raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        return creds.credentials
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,8 +63,8 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(routes_calls.build_router(dialer, settings, require_key))
-    app.include_router(routes_campaigns.build_router(dialer, settings, require_key))
+    app.include_router(routes_calls.build_router(dialer, settings, auth))
+    app.include_router(routes_campaigns.build_router(dialer, settings, auth))
     install_openapi(app, settings)
     return app
 
@@ -85,7 +78,11 @@ def main() -> None:
     settings = load_settings(DialerSettings)  # exits with the error on a default secret outside dev mode
     setup_logging("dialer-api", settings.log_level, settings.log_json, settings.mask_phone_numbers)
     setup_tracing("voicebot-dialer-api")
-    uvicorn.run(build_asgi_app(settings), host=settings.dialer_host, port=settings.dialer_port,
+    try:
+        app = build_asgi_app(settings)
+    except ApiKeyError as exc:
+        raise SystemExit(f"DialerSettings: refusing to start: {exc}") from None
+    uvicorn.run(app, host=settings.dialer_host, port=settings.dialer_port,
                 log_config=None, proxy_headers=True)
 
 

@@ -36,6 +36,7 @@ class Error(BaseModel):
 DESCRIPTIONS = {
     400: "The body could not be parsed (not UTF-8 JSON, or broken multipart).",
     401: "Missing or unknown API key (`Authorization: Bearer <key>`).",
+    403: "The API key's scope does not include the one this operation needs (`error` names both).",
     404: "No such resource.",
     409: "Conflicts with the resource's state (an Idempotency-Key reused with another body, "
          "resuming a canceled campaign).",
@@ -84,11 +85,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def _invalid_name(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return unprocessable([{"field": "body", "message": str(exc)}])
+        return unprocessable([{"field": getattr(exc, "field", "body"), "message": str(exc)}])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # 400 (unparseable body), 401, 404, 405, 409 from routes and from Starlette's router.
+        # 400 (unparseable body), 401, 403, 404, 405, 409 from routes and from Starlette's router.
         headers = exc.headers
         if exc.status_code == 405:
             headers = {**(headers or {}), **_allow_header(app, request.url.path)}

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voicebot_core.profiles import load_profiles
+from voicebot_core.profiles import OVERRIDABLE_FIELDS, load_profiles
+from voicebot_core.transfer_targets import InvalidTransferTarget, allowed_sip_hosts, check_transfer_target
+from voicebot_dialer.api_keys import Caller
 from voicebot_dialer.models import DialOptions
 from voicebot_dialer.settings import DialerSettings
 from voicebot_dialer.window import CallingWindow
@@ -16,6 +18,33 @@ from voicebot_dialer.window import CallingWindow
 
 class InvalidRequest(ValueError):
     """Valid JSON that names something this deployment does not have (422)."""
+
+
+class InvalidField(InvalidRequest):
+    """A 422 naming the input at fault (`body.overrides`, `campaign.overrides.transfer_number`, ...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_transfer_override(settings: DialerSettings, options: DialOptions, caller: Caller, field: str) -> None:
+    """`overrides.transfer_number` is refused unless the key has the `admin` scope, and then it must be a
+    transfer target voicebot_core.transfer_targets accepts (E.164, or SIP on an allow-listed host).
+    `field`: where the overrides are (`body.overrides`, `campaign.overrides`)."""
+    target = options.overrides.transfer_number
+    if target is None:
+        return
+    if not caller.allows("admin"):
+        raise InvalidField(field, f"transfer_number cannot be overridden per call with a `{caller.scope}` key "
+                                  f"(an `admin` key may); overridable fields: {', '.join(OVERRIDABLE_FIELDS)}")
+    try:
+        if not target or not target.isascii():
+            raise InvalidTransferTarget("transfer target must be an E.164 number (+<country code><number>, ASCII "
+                                        "digits only, e.g. +15551234567) or an allow-listed sip: URI")
+        check_transfer_target(target, allowed_sip_hosts(settings.transfer_sip_hosts))
+    except InvalidTransferTarget as exc:
+        raise InvalidField(f"{field}.transfer_number", str(exc)) from None
 
 
 def pick_from_number(settings: DialerSettings, to: str) -> str:

@@ -96,9 +96,15 @@ class GreetingOverrides(BaseModel):
 Text = Annotated[str | None, Field(max_length=2000)]
 
 
+# What the document says a transfer target override looks like; the API checks it with
+# voicebot_core.transfer_targets (a SIP host must also be allow-listed) once it knows the key's scope.
+TRANSFER_TARGET_PATTERN = r"^(?:\+[1-9][0-9]{1,14}|[sS][iI][pP][sS]?:.+)$"
+
+
 class ProfileOverrides(BaseModel):
-    """The agent profile fields one call may override: what the agent says and how it sounds. Where the
-    call goes (`transfer_number`), its tools, providers and keys, and recording are not overridable (422)."""
+    """The agent profile fields one call may override: what the agent says and how it sounds, and, with an
+    `admin` key only, where a transfer goes (`transfer_number`, checked by the routes: jobs.check_transfer_override).
+    Its tools, providers and keys, and recording are not overridable (422)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
         "greeting": {"outbound": "Hi {name}, this is Robin from Acme."}, "voice": "aura-asteria-en"}})
@@ -113,12 +119,17 @@ class ProfileOverrides(BaseModel):
     goodbye: Text = None
     transfer_message: Text = None
     voicemail_message: Text = None
+    transfer_number: Annotated[str | None, Field(max_length=300)] = Field(
+        None, json_schema_extra={"pattern": TRANSFER_TARGET_PATTERN}, description=(
+            "Only with an `admin` key (any other key: 422). Where a transfer to a person goes: an E.164 number, "
+            "digits only (`+15551234567`), or a `sip:` URI whose host is in the deployment's "
+            "`VOICEBOT_TRANSFER_SIP_HOSTS` (422 otherwise)."))
 
     @model_validator(mode="before")
     @classmethod
     def _only_overridable(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            check_overrides(value)  # names the refused field(s) and the allow-list
+        if isinstance(value, dict):  # names the refused field(s) and the allow-list
+            check_overrides({k: v for k, v in value.items() if k != ADMIN_OVERRIDE})
         return value
 
     def stored(self) -> dict[str, Any]:
@@ -126,7 +137,9 @@ class ProfileOverrides(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-assert set(ProfileOverrides.model_fields) == set(OVERRIDABLE_FIELDS), "overrides model and profiles disagree"
+ADMIN_OVERRIDE = "transfer_number"  # overridable with an `admin` key only
+assert set(ProfileOverrides.model_fields) == {*OVERRIDABLE_FIELDS, ADMIN_OVERRIDE}, \
+    "overrides model and profiles disagree"
 
 
 class DialOptions(BaseModel):
@@ -137,7 +150,8 @@ class DialOptions(BaseModel):
     agent_profile: str | None = Field(None, description="Agent profile name; default: the configured one.")
     overrides: ProfileOverrides = Field(default_factory=ProfileOverrides, description=(
         "Per-call agent profile overrides, only of the fields listed (conversation: "
-        f"{', '.join(OVERRIDABLE_FIELDS)}); any other field (transfer_number, tools, providers, ...) is a 422."))
+        f"{', '.join(OVERRIDABLE_FIELDS)}; with an `admin` key also transfer_number); any other field (tools, "
+        "providers, ...) is a 422, and so is transfer_number with a `read` or `place` key."))
     schedule_at: Annotated[datetime, BeforeValidator(_text_instant)] | None = Field(
         None, description="Do not dial before this instant (RFC 3339 with a UTC offset, years 2000-2999).",
         json_schema_extra={"pattern": INSTANT_PATTERN})

@@ -9,12 +9,15 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from voicebot_dialer.auth import SCOPE_EXTENSION
 from voicebot_dialer.models import CampaignSettings
 from voicebot_dialer.settings import DialerSettings
 
 DESCRIPTION = """Dial-out jobs and campaigns placed through Twilio, paced and retried.
 
-Every `/v1` route needs `Authorization: Bearer <key>`. Every error answer (4xx and 5xx) is an `Error`:
+Every `/v1` route needs `Authorization: Bearer <key>`, a key whose scope includes the one the operation
+names: `read` (every GET), `place` (also every POST and DELETE; a key configured without a scope has it)
+or `admin` (also `overrides.transfer_number`). Every error answer (4xx and 5xx) is an `Error`:
 `{"error": "...", "detail": [{"field": "body.to", "message": "..."}]}`; `detail` lists each invalid
 input of a 422 and is empty otherwise. Phone numbers are E.164 (`format: e164`: the pattern, and a
 possible number for the country code); time zones are IANA names (`format: iana-time-zone`)."""
@@ -31,8 +34,27 @@ def build_openapi(app: FastAPI, settings: DialerSettings) -> dict[str, Any]:
         schemas.pop(unused, None)
     schemas["CampaignRequest"]["properties"]["contacts"]["maxItems"] = settings.dialer_max_campaign_contacts
     _campaign_upload_settings_as_json(doc)
+    _scopes_in_descriptions(doc)
     _nullable_as_type_lists(doc)
     return doc
+
+
+SCOPE_TEXT = {
+    "read": "Scope: `read` (every key has it).",
+    "place": "Scope: `place` (keys with `place` or `admin`; a `read` key gets 403).",
+    "admin": "Scope: `admin` (any other key gets 403).",
+}
+
+
+def _scopes_in_descriptions(doc: dict[str, Any]) -> None:
+    """Each operation's `x-required-scope` (voicebot_dialer.auth) as a sentence of its description."""
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            scope = operation.pop(SCOPE_EXTENSION, None)
+            assert scope in SCOPE_TEXT, f"{method.upper()} {path} declares no scope (auth.route)"
+            assert (scope == "read") == ("403" not in operation["responses"]), \
+                f"{method.upper()} {path}: document 403 exactly when the scope is above read"
+            operation["description"] = "\n\n".join(filter(None, [operation.get("description"), SCOPE_TEXT[scope]]))
 
 
 def _nullable_as_type_lists(node: Any) -> None:

@@ -3,7 +3,6 @@
 # No `from __future__ import annotations`: FastAPI resolves Depends() of closures at runtime.
 
 import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
@@ -12,10 +11,12 @@ from opentelemetry.trace import SpanKind
 
 from voicebot_core import telemetry
 from voicebot_core.metrics import DIAL_JOBS
+from voicebot_dialer.api_keys import Caller
+from voicebot_dialer.auth import Auth
 from voicebot_dialer.errors import responses
 from voicebot_dialer.event_feed import STREAM_ID_PATTERN, DialEventFeed
 from voicebot_dialer.job_store import IdempotencyConflict
-from voicebot_dialer.jobs import check_profile, fingerprint, first_due, job_fields
+from voicebot_dialer.jobs import check_profile, check_transfer_override, fingerprint, first_due, job_fields
 from voicebot_dialer.models import PHONE_SCHEMA, CallRequest
 from voicebot_dialer.response_models import CallDetail, CallPage, CallView, EventPage
 from voicebot_dialer.service import DialerService
@@ -32,22 +33,23 @@ JOB_LINKS = {
 }
 
 
-def build_router(dialer: DialerService, settings: DialerSettings, require_key: Callable[..., str]) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(require_key)])
+def build_router(dialer: DialerService, settings: DialerSettings, auth: Auth) -> APIRouter:
+    router = APIRouter()
 
     # calls
     @router.post("/v1/calls", status_code=201, tags=["calls"], operation_id="createCall", response_model=CallView,
                  responses={201: {"description": "Dial job created", "links": JOB_LINKS},
                             200: {"model": CallView, "links": JOB_LINKS,
                                   "description": "Idempotency-Key seen before: the first job"},
-                            **responses(400, 409, 413)})
-    def create_call(body: CallRequest, api_key: Annotated[str, Depends(require_key)], request: Request,
+                            **responses(400, 403, 409, 413)}, **auth.route("place"))
+    def create_call(body: CallRequest, caller: Annotated[Caller, Depends(auth.require("place"))], request: Request,
                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
         """Queue one outbound call. The same `Idempotency-Key` never makes a second job."""
+        check_transfer_override(settings, body, caller, "body.overrides")
         with telemetry.span("dialer.create_dial_job", kind=SpanKind.SERVER,
                             parent=telemetry.request_parent(request.headers),
                             attrs={"agent.profile": body.agent_profile}) as create_span:
-            response, job_id = _create_call(body, api_key, idempotency_key)
+            response, job_id = _create_call(body, caller.key, idempotency_key)
             create_span.set_attribute("dial_job.id", job_id)
         return response
 
@@ -71,7 +73,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         return JSONResponse(job_view(dialer.store, job, detail=False), status_code=201 if created else 200), job_id
 
     @router.get("/v1/calls", tags=["calls"], operation_id="listCalls", response_model=CallPage,
-                responses=responses())
+                responses=responses(), **auth.route("read"))
     def list_calls(state: str | None = None, campaign_id: str | None = None,
                    to: Annotated[str | None, Query(json_schema_extra=PHONE_SCHEMA)] = None,
                    cursor: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
@@ -99,7 +101,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         return {"items": items, "next_cursor": position if position >= 0 else None}
 
     @router.get("/v1/calls/{job_id}", tags=["calls"], operation_id="getCall", response_model=CallDetail,
-                responses=responses(404))
+                responses=responses(404), **auth.route("read"))
     def get_call(job_id: JobId) -> dict[str, Any]:
         """State, attempts, events, transcript and recording of a dial job."""
         job = dialer.store.get(job_id)
@@ -121,14 +123,14 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
         return job_view(dialer.store, dialer.store.get(job_id) or job, detail=False)
 
     @router.post("/v1/calls/{job_id}/cancel", tags=["calls"], operation_id="cancelCall", response_model=CallView,
-                 responses=responses(404))
+                 responses=responses(403, 404), **auth.route("place"))
     def cancel_call(job_id: JobId) -> dict[str, Any]:
         """Cancel a dial job; a ringing or live call is hung up. The job stays readable (state `canceled`);
         cancelling an ended job changes nothing."""
         return _cancel(job_id)
 
     @router.delete("/v1/calls/{job_id}", tags=["calls"], operation_id="deleteCall", response_model=CallView,
-                   responses=responses(404), deprecated=True)
+                   responses=responses(403, 404), deprecated=True, **auth.route("place"))
     def delete_call(job_id: JobId) -> dict[str, Any]:
         """Deprecated alias of `POST /v1/calls/{job_id}/cancel` (the job is canceled, not deleted: it stays
         readable)."""
@@ -136,7 +138,7 @@ def build_router(dialer: DialerService, settings: DialerSettings, require_key: C
 
     # events
     @router.get("/v1/events", tags=["events"], operation_id="listEvents", response_model=EventPage,
-                responses=responses())
+                responses=responses(), **auth.route("read"))
     async def events(request: Request,
                      after: Annotated[str, Query(pattern=STREAM_ID_PATTERN, description="A page's `next`; empty: "
                                                  "from now, `0-0`: from the oldest kept event.")] = "",

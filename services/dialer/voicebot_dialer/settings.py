@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from voicebot_core.settings import CommonSettings, env_name, is_public_default
+from voicebot_dialer.api_keys import parse_keys
 
 
 class DialerSettings(CommonSettings):
@@ -17,7 +18,12 @@ class DialerSettings(CommonSettings):
 
     dialer_host: str = Field("0.0.0.0", description="REST API bind address.")
     dialer_port: int = Field(8070, description="REST API port.")
-    dialer_api_keys: str = Field("", description="Comma-separated Bearer API keys; empty refuses every call.")
+    dialer_api_keys: str = Field(
+        "", description="Comma-separated Bearer API keys, each `<key>` or `<key>:<scope>` (scopes read, place, "
+        "admin; no scope: place). Empty, with no keys in the file either, refuses every call.")
+    dialer_api_keys_file: str = Field(
+        "", description="File of more keys (same entries, also one per line, `#` comment lines), re-read "
+        "when it changes (checked at most once per second); empty: none.")
     dialer_max_request_bytes: int = Field(2_000_000, description="Largest accepted request body.")
     dialer_max_campaign_contacts: int = Field(100_000, description="Most contacts in one campaign.")
     gateway_public_base_url: str = Field(
@@ -44,6 +50,12 @@ class DialerSettings(CommonSettings):
     dialer_metrics_host: str = Field("0.0.0.0", description="Celery worker metrics bind address.")
     dialer_metrics_port: int = Field(9808, description="Celery worker metrics port; 0 disables.")
 
+    @field_validator("dialer_api_keys")
+    @classmethod
+    def _key_syntax(cls, value: str) -> str:
+        parse_keys(value, f"{env_name('dialer_api_keys')} entry")  # names the entry, never the key
+        return value
+
     def public_default_secrets(self) -> list[str]:
         """The shared check, and no API key may be a public placeholder (empty keys refuse every call)."""
         bad = super().public_default_secrets()
@@ -57,8 +69,9 @@ class DialerSettings(CommonSettings):
         return self.dialer_ring_timeout_s + 120.0
 
     @property
-    def api_keys(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.dialer_api_keys.split(",") if k.strip())
+    def api_keys(self) -> dict[str, str]:
+        """Key -> scope of the setting's entries (the file's are voicebot_dialer.api_keys.ApiKeys')."""
+        return parse_keys(self.dialer_api_keys)
 
     @property
     def from_numbers(self) -> list[str]:

@@ -24,7 +24,7 @@ def main() -> None:
     gc.freeze()
     ws = StreamRelayProtocol if settings.gateway_media_path == "relay" else "auto"
     serve(app, settings.gateway_host, settings.gateway_port, drain=lambda: drain(app),
-          log_level=settings.log_level, ws=ws)
+          log_level=settings.log_level, ws=ws, trusted_proxies=settings.trusted_proxies)
 
 
 if __name__ == "__main__":

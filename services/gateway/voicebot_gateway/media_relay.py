@@ -167,7 +167,9 @@ class StreamRelayProtocol(FrameRelay):
         sockname = self.transport.get_extra_info("sockname") or ("", 0)
         host = headers.get("host") or f"{sockname[0]}:{sockname[1]}"
         scheme = "wss" if self.transport.get_extra_info("sslcontext") else "ws"
-        reason = refuse_upgrade(state, f"{scheme}://{host}{target}", headers, headers.get(SIGNATURE_HEADER.lower()))
+        peer = self.transport.get_extra_info("peername")  # the socket's peer: X-Forwarded-* count only from a proxy
+        reason = refuse_upgrade(state, f"{scheme}://{host}{target}", headers, headers.get(SIGNATURE_HEADER.lower()),
+                                peer[0] if isinstance(peer, tuple) else None)
         if reason:
             self._http_error(403, "Forbidden", reason)
             return

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from voicebot_core.settings import CommonSettings
+from voicebot_core.signatures import parse_proxies
 
 
 class GatewaySettings(CommonSettings):
@@ -17,8 +18,15 @@ class GatewaySettings(CommonSettings):
     gateway_port: int = 8080
     gateway_public_base_url: str = Field(
         "",
-        description="Public https URL Twilio uses to reach us. Empty: rebuild it from "
-        "X-Forwarded-Proto/Host (trusted ingress) or the Host header.",
+        description="Public https URL Twilio uses to reach us; set, it is always the URL signatures are "
+        "checked against. Empty: rebuild it from the request's scheme and Host header, or from "
+        "X-Forwarded-Proto/Host when the request comes from one of gateway_trusted_proxies.",
+    )
+    gateway_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated IP addresses and CIDR networks of the proxies (ingress controllers) whose "
+        "X-Forwarded-Proto/Host/For headers are believed, by the gateway's signed-URL rebuild and by uvicorn. "
+        "Empty: nobody's; the headers of any other peer are ignored.",
     )
     gateway_drain_timeout_s: float = Field(3600.0, description="SIGTERM: longest wait for open streams.")
     gateway_max_body_bytes: int = Field(64 * 1024, description="Largest webhook body accepted.")
@@ -33,3 +41,14 @@ class GatewaySettings(CommonSettings):
         description="relay: media streams relayed frame by frame at the byte level (media_relay.py); "
         "asgi: through the FastAPI route (stream_relay.py), several times the CPU per stream.",
     )
+
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        parse_proxies(value)  # ValueError naming the entry that is not an address or network
+        return value
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """gateway_trusted_proxies as a list (uvicorn's forwarded_allow_ips)."""
+        return [item.strip() for item in self.gateway_trusted_proxies.split(",") if item.strip()]

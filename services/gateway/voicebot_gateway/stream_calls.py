@@ -20,10 +20,11 @@ from typing import Generic, TypeVar
 from opentelemetry.trace import SpanKind
 
 from voicebot_core import metrics, telemetry, twiml
-from voicebot_core.signatures import SignatureError, public_url
+from voicebot_core.signatures import SignatureError
 from voicebot_core.tickets import issue_ticket
 from voicebot_core.twilio_protocol import FrameError, StreamStart
 from voicebot_core.vocabulary import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
+from voicebot_gateway.signed_requests import twilio_url
 from voicebot_gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,12 @@ W = TypeVar("W")  # a relay's connection to a worker
 
 
 def refuse_upgrade(state: GatewayState, request_url: str, headers: Mapping[str, str],
-                   signature: str | None) -> str | None:
-    """Why the stream's upgrade request is refused (its Twilio signature), or None to accept it."""
+                   signature: str | None, peer: str | None) -> str | None:
+    """Why the stream's upgrade request is refused (its Twilio signature), or None to accept it.
+    `peer`: the connection's peer address (X-Forwarded-* count only from a trusted proxy)."""
     if not state.settings.gateway_validate_signatures:
         return None
-    url = public_url(request_url=request_url, headers=headers,
-                     public_base_url=state.settings.gateway_public_base_url or None, websocket=True)
+    url = twilio_url(state.settings, request_url, headers, peer, websocket=True)
     try:
         state.signatures.check(url, {}, signature)
     except SignatureError as exc:
@@ -152,7 +153,7 @@ class StreamCall(ABC, Generic[W]):
             log.warning("closing stream: %s", exc)
             await state.calls.add_event(call_sid, "stream-error", reason=str(exc))
             with contextlib.suppress(Exception):
-                await self.close(CLOSE_POLICY, str(exc)[:120])
+                await self.close(CLOSE_POLICY, str(exc))
         except self.gone:
             pass
         except Exception:

@@ -24,8 +24,10 @@ from voicebot_core.signatures import SIGNATURE_HEADER
 from voicebot_core.tickets import TICKET_HEADER
 from voicebot_core.twilio_protocol import FrameError, StreamStart, parse_frame, parse_start
 from voicebot_core.vocabulary import CLOSE_NORMAL, CLOSE_POLICY
+from voicebot_gateway.signed_requests import scope_peer
 from voicebot_gateway.state import GatewayState
 from voicebot_gateway.stream_calls import RELAYED_INBOUND, RELAYED_OUTBOUND, StreamCall, refuse_upgrade
+from voicebot_gateway.ws_frames import close_reason
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["twilio"])
@@ -39,10 +41,21 @@ class WorkerLost(Exception):
     """The worker's side broke while Twilio's is still open: re-attach elsewhere."""
 
 
+async def _receive_text(ws: WebSocket) -> str:
+    """The next text frame from Twilio; a binary frame is a FrameError (Twilio sends only text)."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise FrameError("binary frame")
+    return text
+
+
 async def _pump_twilio_to_worker(ws: WebSocket, worker: ClientConnection) -> None:
     while True:
         try:
-            text = await ws.receive_text()
+            text = await _receive_text(ws)
         except WebSocketDisconnect:
             raise StreamClosed("twilio disconnected") from None
         frame = parse_frame(text, started=True)  # FrameError ends this call only
@@ -106,11 +119,11 @@ class AsgiStreamCall(StreamCall[ClientConnection]):
         self.first_frames: tuple[str, str] = ("", "")  # connected and start, forwarded as they came
 
     async def read_start(self) -> StreamStart:
-        connected_text = await self.ws.receive_text()
+        connected_text = await _receive_text(self.ws)
         frame = parse_frame(connected_text, started=False)
         if frame.event != "connected":
             raise FrameError(f"expected connected, got {frame.event}")
-        start_text = await self.ws.receive_text()
+        start_text = await _receive_text(self.ws)
         frame = parse_frame(start_text, started=False)
         if frame.event != "start":
             raise FrameError(f"expected start, got {frame.event}")
@@ -134,16 +147,16 @@ class AsgiStreamCall(StreamCall[ClientConnection]):
         await worker.close()
 
     async def close(self, code: int, reason: str = "") -> None:
-        await self.ws.close(code=code, reason=reason or None)
+        await self.ws.close(code=code, reason=close_reason(reason) or None)
 
 
 @router.websocket("/twilio/stream/{call_sid}")
 async def twilio_stream(ws: WebSocket, call_sid: str) -> None:
     state: GatewayState = ws.app.state.gateway
     call_sid_var.set(call_sid)
-    reason = refuse_upgrade(state, str(ws.url), ws.headers, ws.headers.get(SIGNATURE_HEADER))
+    reason = refuse_upgrade(state, str(ws.url), ws.headers, ws.headers.get(SIGNATURE_HEADER), scope_peer(ws.scope))
     if reason:
-        await ws.close(code=CLOSE_POLICY, reason=reason[:120])
+        await ws.close(code=CLOSE_POLICY, reason=close_reason(reason))
         return
     await ws.accept()
     await AsgiStreamCall(state, call_sid, ws).run()

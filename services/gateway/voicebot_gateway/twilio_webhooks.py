@@ -14,10 +14,9 @@ from voicebot_core import answering_machine, metrics, telemetry, twiml
 from voicebot_core.dial_jobs import DialJob
 from voicebot_core.dial_status import enqueue_call_status, producer_app
 from voicebot_core.logs import call_sid_var
-from voicebot_core.signatures import public_url
 from voicebot_core.tickets import TicketError, verify_outbound_url_token
 from voicebot_core.vocabulary import is_machine
-from voicebot_gateway.signed_requests import signed_form
+from voicebot_gateway.signed_requests import scope_peer, signed_form, twilio_url
 from voicebot_gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
@@ -33,12 +32,7 @@ def _xml(body: str) -> Response:
 
 def _stream_url(request: Request, state: GatewayState, call_sid: str) -> str:
     """wss URL of our stream endpoint, on the same public host Twilio reached us on."""
-    here = public_url(
-        request_url=str(request.url),
-        headers=request.headers,
-        public_base_url=state.settings.gateway_public_base_url or None,
-        websocket=True,
-    )
+    here = twilio_url(state.settings, str(request.url), request.headers, scope_peer(request.scope), websocket=True)
     parts = urlsplit(here)
     base_path = parts.path[: parts.path.index("/twilio/")] if "/twilio/" in parts.path else ""
     return urlunsplit((parts.scheme, parts.netloc, f"{base_path}/twilio/stream/{call_sid}", "", ""))

@@ -45,9 +45,15 @@ def client_frame(opcode: int, payload: bytes = b"") -> bytes:
     return frame_header(opcode, len(payload), True) + key + apply_mask(payload, key)
 
 
+def close_reason(reason: str) -> str:
+    """A close reason cut to fit a control frame (125 bytes with the code) on a character boundary:
+    a reason cut inside a UTF-8 sequence is invalid and fails the client's close (1007)."""
+    return reason.encode()[:120].decode("utf-8", "ignore")
+
+
 def close_payload(code: int, reason: str = "") -> bytes:
-    """Code and reason of a close frame; the reason is cut to fit a control frame (125 bytes)."""
-    return struct.pack("!H", code) + reason.encode()[:120]
+    """Code and reason of a close frame."""
+    return struct.pack("!H", code) + close_reason(reason).encode()
 
 
 def close_code(payload: bytes) -> int:

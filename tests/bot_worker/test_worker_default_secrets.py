@@ -8,7 +8,14 @@ import sys
 
 import pytest
 
-from helpers.entry_points import GOOD_SECRETS, PUBLIC_DEFAULTS, assert_refused, minimal_env, run_entry_point
+from helpers.entry_points import (
+    GOOD_SECRETS,
+    PUBLIC_DEFAULTS,
+    assert_refused,
+    minimal_env,
+    run_entry_point,
+    run_with_one_bad_secret,
+)
 from helpers.servers import ROOT
 
 WORKER_SECRETS = ["VOICEBOT_TWILIO_AUTH_TOKEN", "VOICEBOT_STREAM_TICKET_SECRET"]
@@ -22,10 +29,7 @@ def test_worker_refuses_the_built_in_defaults(tmp_path):
 @pytest.mark.parametrize("variable", WORKER_SECRETS)
 @pytest.mark.parametrize("kind", ["public default", "empty"])
 def test_worker_refuses_each_default_or_empty_secret(tmp_path, variable, kind):
-    value = PUBLIC_DEFAULTS[variable] if kind == "public default" else ""
-    env = minimal_env(tmp_path, **{**{name: GOOD_SECRETS[name] for name in WORKER_SECRETS}, variable: value})
-    result = run_entry_point("voicebot_worker", env)
-    assert_refused(result, [variable], [v for v in (value, *GOOD_SECRETS.values()) if v])
+    run_with_one_bad_secret(tmp_path, "voicebot_worker", WORKER_SECRETS, variable, kind)
 
 
 def test_worker_settings_load_in_dev_mode_and_with_secrets_of_its_own(tmp_path):

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from helpers.constants import WORKER_TICKET_SECRET as TICKET_SECRET
@@ -158,16 +159,23 @@ async def test_full_worker_refuses_with_1013(worker_factory):
         await first.close()
 
 
-async def test_malformed_frame_closes_only_that_stream(worker_factory, redis_url, redis_prefix):
+# The worker is the last line when such a frame gets past the gateway.
+@pytest.mark.parametrize(("frame", "reason"), [
+    ('{"event": "media", "streamSid": "MZ1", "media": {}}', "payload"),
+    ('{"event":"media","streamSid":"MZ1","media":{"track":"inbound","payload":"' + "!!!!" * 54 + '"}}',
+     "media payload is not base64"),
+    ('{"event":"media","media":{"track":"inbound","payload":"' + "/" * 216 + '"}}', "media frame without a streamSid"),
+])
+async def test_malformed_frame_closes_only_that_stream(worker_factory, redis_url, redis_prefix, frame, reason):
     base, settings = worker_factory(worker_capacity=2)
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     bad = await open_call(base, settings, "fake-three-turns")
     good = await open_call(base, settings, "fake-three-turns")
     try:
         await bad.wait_for(lambda: bad.log.events("media"), timeout=15)
-        await bad.send_raw('{"event": "media", "streamSid": "MZ1", "media": {}}')
+        await bad.send_raw(frame)
         await asyncio.wait_for(bad.closed.wait(), 5)
-        assert bad.log.close_code == 1007 and "payload" in bad.log.close_reason
+        assert bad.log.close_code == 1007 and reason in bad.log.close_reason
         call = await wait_call_ended(redis, redis_prefix, bad.call_sid)
         assert call["outcome"] == "failed" and call["end_reason"] == "malformed_frame"
         # the other call carries on: it still answers the caller

@@ -10,7 +10,6 @@ those locks against the code.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
+from .import_walk import module_file, module_imports
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SITE_PACKAGES = "/opt/venv/lib/site-packages"  # stand-in: only the .pth file's content matters here
@@ -183,7 +183,7 @@ def test_compile_line_writes_the_start_up_bytecode(target):
     entry = entry_module(chain(target))
     if entry not in compile_modules(target):
         # only an entry that runs its process on import (no __main__ guard) may be left out
-        path = _module_file([REPO / f for f in IMAGES[target]], entry)
+        path = module_file([REPO / f for f in IMAGES[target]], entry)
         assert path is not None and "__name__" not in path.read_text(), \
             f"{target}: the compile line leaves out the entry module {entry}"
 
@@ -256,43 +256,6 @@ def test_image_sources_are_complete(target, trees, tmp_path):
     assert Path(result.stdout.strip()).is_relative_to(root / "app"), f"{target}: {module} from {result.stdout}"
 
 
-def _module_file(folders: list[Path], module: str) -> Path | None:
-    for folder in folders:
-        base = folder.joinpath(*module.split("."))
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _voicebot_imports(path: Path, module: str) -> tuple[set[str], set[str]]:
-    """(modules it must import, names that may be modules) among voicebot_*, lazy imports included;
-    those under `if TYPE_CHECKING:` or in a `try` that catches ImportError are left out."""
-    tree = ast.parse(path.read_text())
-    optional: set[int] = set()
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Try) and any(h.type is None or "ImportError" in ast.unparse(h.type)
-                                              for h in node.handlers)) \
-                or (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)):
-            optional |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    required: set[str] = set()
-    maybe: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in optional:
-            continue
-        if isinstance(node, ast.Import):
-            required |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            required.add(base)
-            maybe |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import submodule`
-    return ({m for m in required if m.startswith("voicebot_")}, {m for m in maybe if m.startswith("voicebot_")})
-
-
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_voicebot_import_resolves_in_the_image(target, trees, tmp_path):
     """Static and transitive from the entry module: also lazy imports that the import above misses
@@ -306,12 +269,13 @@ def test_every_voicebot_import_resolves_in_the_image(target, trees, tmp_path):
         if module in seen:
             continue
         seen.add(module)
-        path = _module_file(folders, module)
+        path = module_file(folders, module)
         if path is None:
             missing.append(module)
             continue
-        required, maybe = _voicebot_imports(path, module)
-        todo += list(required) + [m for m in maybe if _module_file(folders, m)]
+        required, maybe = module_imports(path, module)
+        todo += [m for m in required if m.startswith("voicebot_")]
+        todo += [m for m in maybe if m.startswith("voicebot_") and module_file(folders, m)]
         # A submodule's parent packages run first.
         todo += [module.rsplit(".", n)[0] for n in range(1, module.count(".") + 1)]
     assert not missing, f"{target} (from {start}) imports what the image lacks: {sorted(missing)}"

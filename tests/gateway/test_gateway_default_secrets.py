@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.entry_points import GOOD_SECRETS, PUBLIC_DEFAULTS, assert_refused, minimal_env, run_entry_point
+from helpers.entry_points import (
+    GOOD_SECRETS,
+    PUBLIC_DEFAULTS,
+    assert_refused,
+    minimal_env,
+    run_entry_point,
+    run_with_one_bad_secret,
+)
 from helpers.servers import Service, free_port, python_module
 
 GATEWAY_SECRETS = ["VOICEBOT_TWILIO_AUTH_TOKEN", "VOICEBOT_STREAM_TICKET_SECRET"]
@@ -19,10 +26,7 @@ def test_gateway_refuses_the_built_in_defaults(tmp_path):
 @pytest.mark.parametrize("variable", GATEWAY_SECRETS)
 @pytest.mark.parametrize("kind", ["public default", "empty"])
 def test_gateway_refuses_each_default_or_empty_secret(tmp_path, variable, kind):
-    value = PUBLIC_DEFAULTS[variable] if kind == "public default" else ""
-    env = minimal_env(tmp_path, **{**{name: GOOD_SECRETS[name] for name in GATEWAY_SECRETS}, variable: value})
-    result = run_entry_point("voicebot_gateway", env)
-    assert_refused(result, [variable], [v for v in (value, *GOOD_SECRETS.values()) if v])
+    result = run_with_one_bad_secret(tmp_path, "voicebot_gateway", GATEWAY_SECRETS, variable, kind)
     other = next(name for name in GATEWAY_SECRETS if name != variable)
     assert other not in result.stderr, "only the offending variable is named"
 

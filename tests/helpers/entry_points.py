@@ -50,3 +50,14 @@ def assert_refused(result: subprocess.CompletedProcess[str], variables: list[str
     for value in values:
         assert value not in output, f"secret value printed: {output}"
     assert DEV_MODE_ENV in result.stderr, "the error names the development-mode switch"
+
+
+def run_with_one_bad_secret(tmp_path: Path, module: str, secrets: list[str], variable: str,
+                            kind: str) -> subprocess.CompletedProcess[str]:
+    """`python -m module` with good values for `secrets` but `variable`, which is its public default
+    (kind "public default") or empty; asserts the refusal names it and prints no secret value."""
+    value = PUBLIC_DEFAULTS[variable] if kind == "public default" else ""
+    env = minimal_env(tmp_path, **{**{name: GOOD_SECRETS[name] for name in secrets}, variable: value})
+    result = run_entry_point(module, env)
+    assert_refused(result, [variable], [v for v in (value, *GOOD_SECRETS.values()) if v])
+    return result

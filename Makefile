@@ -26,13 +26,14 @@ print-pythonpath:
 	@echo $(PYTHONPATH)
 
 .PHONY: print-venv print-pythonpath help venv deps models models-small lint check-deploy check-observability test demo up down \
-        bench render-k8s images test-images lock clean
+        bench faults render-k8s images test-images lock clean
 
 help:
 	@echo "make demo    a whole simulated call on local models (installs what it needs)"
 	@echo "make test    lint, deployment and observability checks, every test suite"
 	@echo "make up      the stack in the background (make down stops it)"
 	@echo "make bench   benchmarks (voice-to-voice latency, dialer throughput and pacing)"
+	@echo "make faults  fault harness: kill or freeze workers mid-call, no capacity, kill the dialer worker"
 	@echo "make models  local model weights into $(VOICEBOT_MODELS_DIR)"
 	@echo "make images  every container image (docker, or podman when no Docker engine answers)"
 
@@ -95,6 +96,9 @@ bench: venv deps models
 	$(PY) bench/dialer_bench.py
 	$(PY) bench/gateway.py
 	$(PY) bench/density.py
+
+faults: venv deps
+	$(PY) bench/faults.py
 
 # Every folder's pyproject.toml dependencies and requirements.in, installed and frozen into
 # requirements.lock; then the per-image locks (docker/locks) from it.

@@ -27,6 +27,7 @@ import httpx
 import redis
 
 from voicebot_devstack.processes import PYTHONPATH, free_port
+from voicebot_devstack.rates import max_in_any_window
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key"
@@ -57,14 +58,6 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 30
         time.sleep(0.1)
     raise SystemExit(f"{what} did not start")
 
-
-def max_in_window(times: list[float], window_s: float = 1.0) -> int:
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window_s:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def main() -> int:
@@ -170,7 +163,7 @@ def main() -> int:
               f"{args.jobs} queued, {queued} still waiting after the run):")
         print(f"  placed               : {len(grants)} calls in {span:.2f} s = "
               f"{(len(grants) - 1) / span:.2f} calls/s")
-        print(f"  max in any 1 s window: {max_in_window(grants)} (limit {int(args.cps)})")
+        print(f"  max in any 1 s window: {max_in_any_window(grants)} (limit {int(args.cps)})")
         print(f"  calls per whole second: min {min(windows)} max {max(windows)} over {len(windows)} s")
         print(f"  gap between grants   : mean {sum(gaps) / len(gaps) * 1000:.1f} ms, "
               f"max {max(gaps) * 1000:.1f} ms")

@@ -4,9 +4,10 @@
 #   scripts/build_images.sh [IMAGE ...]        (default: every image of docker/locks)
 #
 # 1. The engine: docker when a Docker engine answers, else podman (Debian's podman, buildah and
-#    runc are installed when neither is there). podman runs with runc and the host's hard nofile
-#    and nproc limits (build/containers.conf, CONTAINERS_CONF): crun fails on hosts with hybrid
-#    cgroups, and podman's own default limits can exceed the host's.
+#    runc are installed when neither is there, and catatonit, the init of kube play's pods). podman
+#    runs with runc and the host's hard nofile and nproc limits (build/containers.conf,
+#    CONTAINERS_CONF): crun fails on hosts with hybrid cgroups, and podman's own default limits can
+#    exceed the host's.
 # 2. Wheels: every package of docker/locks/*.lock, as wheels (built here from an sdist only where
 #    the index has no wheel) in
 #    $CACHE_DIR/wheels once, then linked into build/wheels (the build context). The images install
@@ -43,6 +44,8 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   ENGINE=docker
 else
   command -v podman >/dev/null && command -v runc >/dev/null || apt_install podman buildah runc
+  # catatonit is only recommended by podman, but kube play's pods need it (their pause container's init)
+  command -v catatonit >/dev/null || [[ -x /usr/libexec/podman/catatonit ]] || apt_install catatonit
   ENGINE=podman
   # podman's default limits exceed what an unprivileged-looking host (hard limits) allows: use its own
   nofile="$(ulimit -Hn)" nproc="$(ulimit -Hu)"

@@ -5,11 +5,12 @@ The chart is rendered with charts/voicebot/ci/images-values.yaml and its Deploym
 bot-worker, dialer API, dialer worker) are run by `podman kube play` as they are: the same
 containers, commands, environment, security contexts (read-only root, uid 10001, no
 capabilities), volumes, ConfigMap and Secret references. Redis and the Twilio emulator run as
-containers beside them. Everything is on the host network, on loopback ports of its own. Two
+containers beside them. Everything is on the host network, on loopback ports of its own. Four
 edits to the rendered pods, all for podman: no `ports` (on the host network podman takes them
 for port mappings, which it refuses), POD_IP set to 127.0.0.1 (podman 4.3 has no status.podIP;
-on the host network that is the pod's address), and `$(VAR)` references in env values expanded
-as Kubernetes does (podman leaves them as they are).
+on the host network that is the pod's address), `$(VAR)` references in env values expanded
+as Kubernetes does (podman leaves them as they are), and Secret volumes (the dialer API's keys
+file) turned into ConfigMap volumes holding the same files (podman 4.3 has no Secret volumes).
 
 Then, through the containers only:
   1. health, readiness and /metrics of every service;
@@ -90,6 +91,23 @@ def expand_env(value: str, defined: dict[str, str]) -> str:
     return re.sub(r"\$\((\w+)\)", lambda m: defined.get(m[1], m[0]), value)
 
 
+def secret_volumes_as_configmaps(pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Turn the pod's Secret volumes into ConfigMap volumes (podman 4.3 mounts no Secret) holding the
+    same files, named by the items' paths (or by the keys without items); returns those ConfigMaps."""
+    configmaps = []
+    for volume in pod.get("volumes", []):
+        if "secret" not in volume:
+            continue
+        source = volume.pop("secret")
+        data = secrets[source["secretName"]]
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        name = f"{source['secretName']}-{volume['name']}"
+        configmaps.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                           "data": {item["path"]: data[item["key"]] for item in items}})
+        volume["configMap"] = {"name": name}
+    return configmaps
+
+
 class Stack:
     """The rendered chart and the containers run from it."""
 
@@ -131,10 +149,12 @@ class Stack:
     def start(self) -> None:
         # Secrets: podman looks secretKeyRef names up among its own secrets, whose content is the
         # Secret's data map as JSON, values base64-encoded.
+        plain: dict[str, dict[str, str]] = {}
         for secret in self.of_kind("Secret"):
             name = secret["metadata"]["name"]
             data = secret.get("data") or {k: base64.b64encode(v.encode()).decode()
                                           for k, v in secret.get("stringData", {}).items()}
+            plain[name] = {k: base64.b64decode(v).decode() for k, v in data.items()}
             path = self.work / f"secret-{name}.json"
             path.write_text(json.dumps(data))
             run("podman", "secret", "rm", name, check=False)
@@ -152,7 +172,9 @@ class Stack:
             f"voicebot/emulator:{self.tag}")
         wanted = ("gateway", "bot-worker", "dialer-api", "dialer-worker")
         deployments = [self.deployment(c) for c in wanted]
+        configmaps = [*self.of_kind("ConfigMap")]
         for deployment in deployments:
+            configmaps += secret_volumes_as_configmaps(deployment["spec"]["template"]["spec"], plain)
             for container in deployment["spec"]["template"]["spec"]["containers"]:
                 # On the host network podman refuses port mappings, and containerPort is one to it
                 # (to Kubernetes it is informational): the processes listen on their ports anyway.
@@ -167,7 +189,7 @@ class Stack:
                     if "value" in item:
                         item["value"] = expand_env(str(item["value"]), defined)
                         defined[item["name"]] = item["value"]
-        docs = [*self.of_kind("ConfigMap"), *deployments]
+        docs = [*configmaps, *deployments]
         self.kube_file.write_text(yaml.safe_dump_all(docs))
         run("podman", "kube", "play", "--network", "host", str(self.kube_file), timeout=300)
 

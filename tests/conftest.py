@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from voicebot_core.settings import DEV_MODE_ENV
 from voicebot_devstack.processes import free_port
 
 os.environ[DEV_MODE_ENV] = "true"
+# Settings built without a storage directory keep recordings and transcripts out of the checkout.
+os.environ.setdefault("VOICEBOT_STORAGE_DIR", tempfile.mkdtemp(prefix="voicebot-test-call-data-"))
 
 
 def _redis_answers(url: str) -> bool:

@@ -26,7 +26,7 @@ def worker_factory(
             fields = dict(
                 redis_url=redis_url, redis_prefix=redis_prefix, worker_id=f"w-{uuid.uuid4().hex[:8]}",
                 worker_port=port, stream_ticket_secret=TICKET_SECRET, agent_profiles_path=str(PROFILES_PATH),
-                worker_recordings_dir=str(tmp_path / "recordings"), twilio_api_base_url="http://127.0.0.1:9",
+                storage_dir=str(tmp_path / "call-data"), twilio_api_base_url="http://127.0.0.1:9",
                 log_json=False,
             )
             fields.update(overrides)

@@ -201,6 +201,59 @@ async def test_resumed_call_does_not_greet_again(worker_factory, redis_url, redi
     await redis.aclose()
 
 
+async def test_resumed_call_answers_the_turn_the_earlier_worker_left_unanswered(worker_factory, redis_url,
+                                                                              redis_prefix):
+    base, settings = worker_factory()
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = CallStore(redis, RedisKeys(redis_prefix))
+    call_sid = new_call_sid()
+    await store.checkpoint_context(call_sid, [  # checkpointed when the caller's turn ended; then the worker died
+        {"role": "system", "content": "You are a test."},
+        {"role": "assistant", "content": "Hello, thanks for calling. How can I help you today?"},
+        {"role": "user", "content": "I would like to check my order status"},
+    ])
+    ticket = issue_ticket(TICKET_SECRET, call_sid, settings.worker_id)
+    peer = TwilioPeer(f"{base}/streams/{call_sid}?ticket={ticket}", call_sid,
+                      custom_parameters={"direction": "inbound", "agent_profile": "fake-three-turns"})
+    await peer.connect()
+    try:
+        await peer.wait_for(lambda: peer.log.events("mark"), timeout=15)  # the answer, with no caller audio
+        await peer.wait_bot_quiet(0.3)
+    finally:
+        await peer.close()
+    await wait_call_ended(redis, redis_prefix, call_sid)
+    context = await store.load_context(call_sid)
+    assert [m["role"] for m in context] == ["system", "assistant", "user", "assistant"], context
+    assert "order number" in context[-1]["content"]
+    await redis.aclose()
+
+
+async def test_a_worker_whose_call_moved_on_leaves_the_call_record_to_the_new_worker(worker_factory, redis_url,
+                                                                                    redis_prefix):
+    base, settings = worker_factory()
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = CallStore(redis, RedisKeys(redis_prefix))
+    peer = await open_call(base, settings, "fake-three-turns")
+    try:
+        await peer.wait_for(lambda: peer.log.events("mark"), timeout=15)
+        # the gateway lost this worker (stopped, cut off) and another one took the call over
+        await store.upsert(peer.call_sid, worker_id="w-new", attached_at=time.time())
+        await store.checkpoint_context(peer.call_sid, [{"role": "user", "content": "kept by w-new"}])
+        await store.save_transcript(peer.call_sid, [{"role": "user", "text": "kept by w-new", "at": 1.0}])
+    finally:
+        await peer.close()  # this worker comes back and finds its stream gone
+    deadline = time.monotonic() + 15
+    async with httpx.AsyncClient(base_url=base.replace("ws://", "http://")) as http:
+        while f"voicebot_worker_free_slots {settings.worker_capacity:.1f}" not in (await http.get("/metrics")).text:
+            assert time.monotonic() < deadline, "the old worker did not end its side of the call"
+            await asyncio.sleep(0.1)
+    record = await store.record(peer.call_sid)
+    assert (record.worker_id, record.outcome, record.ended_at) == ("w-new", "", "")
+    assert await store.load_context(peer.call_sid) == [{"role": "user", "content": "kept by w-new"}]
+    assert await store.transcript(peer.call_sid) == [{"role": "user", "text": "kept by w-new", "at": 1.0}]
+    await redis.aclose()
+
+
 async def test_outbound_greeting_uses_dial_job_variables(worker_factory, redis_url, redis_prefix):
     base, settings = worker_factory()
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)

@@ -27,7 +27,7 @@ async def test_sigterm_drains_live_calls_then_exits(redis_url, redis_prefix, tmp
         "VOICEBOT_REDIS_URL": redis_url, "VOICEBOT_REDIS_PREFIX": redis_prefix, "VOICEBOT_WORKER_ID": worker_id,
         "VOICEBOT_WORKER_PORT": str(port), "VOICEBOT_WORKER_CAPACITY": "2",
         "VOICEBOT_STREAM_TICKET_SECRET": TICKET_SECRET,
-        "VOICEBOT_AGENT_PROFILES_PATH": str(PROFILES_PATH), "VOICEBOT_WORKER_RECORDINGS_DIR": str(tmp_path),
+        "VOICEBOT_AGENT_PROFILES_PATH": str(PROFILES_PATH), "VOICEBOT_STORAGE_DIR": str(tmp_path),
         "VOICEBOT_WORKER_DRAIN_TIMEOUT_S": "30", "VOICEBOT_LOG_LEVEL": "INFO",
     }
     http = f"http://127.0.0.1:{port}"

@@ -12,9 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from helpers.constants import WORKER_TICKET_SECRET as TICKET_SECRET
+from helpers.recordings import stored_recording
 from helpers.twilio_peer import TwilioPeer
-from voicebot_core.audio import read_wav
+from voicebot_core.call_media import CallMedia
 from voicebot_core.calls import CallStore
+from voicebot_core.object_store import FilesystemObjectStore
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
 from voicebot_core.tickets import issue_ticket
@@ -59,6 +61,13 @@ async def test_three_turns_greeting_marks_transcript_and_recording(worker_factor
         assert context is not None
         assert any(m["role"] == "user" and "order status" in m["content"] for m in context)
         assert any(m["role"] == "assistant" and "order number" in m["content"] for m in context)
+        # during the call, the transcript so far is in the object store (what the transcript route serves)
+        media = CallMedia(FilesystemObjectStore(settings.storage_dir))
+        deadline = time.monotonic() + 5
+        while not any(e["role"] == "user" for e in media.transcript(peer.call_sid) or []):
+            assert time.monotonic() < deadline, "no transcript stored during the call"
+            await asyncio.sleep(0.1)
+        assert media.transcript(peer.call_sid)[1]["text"] == "I would like to check my order status"
     finally:
         await peer.close()
     # the worker ends the call when the stream goes away, then stores transcript, outcome, recording
@@ -86,7 +95,8 @@ async def test_three_turns_greeting_marks_transcript_and_recording(worker_factor
     assert "order number" in transcript[2]["text"]
     call = await redis.hgetall(call_key)
     assert call["worker_id"] == settings.worker_id and call["agent_profile"] == "fake-three-turns"
-    audio, rate = read_wav(call["recording"])
+    assert call["recording"].endswith(f"calls/{peer.call_sid}/recording")
+    audio, rate = stored_recording(settings.storage_dir, peer.call_sid)
     assert rate == 8000 and audio.ndim == 2 and audio.shape[1] == 2
     assert audio[:, 0].astype(float).std() > 100 and audio[:, 1].astype(float).std() > 100  # caller, bot
     await redis.aclose()

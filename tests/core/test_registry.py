@@ -1,6 +1,8 @@
 import asyncio
+import time
 
 import pytest
+import redis
 
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
@@ -70,3 +72,37 @@ async def test_a_re_registered_worker_holds_its_live_calls_again(registry):
     assert (await registry.reserve("CA1")).worker_id == "w1"  # the live call keeps its slot
     assert await registry.free_slots() == 1
     assert await registry.address("w-gone") is None
+
+
+def hold_outbound(redis_url: str, redis_prefix: str, job_id: str, call_sid: str = "", age_s: float = 0.0) -> None:
+    """What the dialer's CapacityGate leaves for a placed outbound call: its place in `outbound-active`
+    and, once Twilio gave one, the call SID on the dial job."""
+    keys = RedisKeys(redis_prefix)
+    client = redis.Redis.from_url(redis_url)
+    client.zadd(keys.outbound_active(), {job_id: time.time() - age_s})
+    client.hset(keys.dial_job(job_id), mapping={"id": job_id, "call_sid": call_sid})
+
+
+async def test_slots_held_for_outbound_calls_go_to_those_calls_only(registry, redis_url, redis_prefix):
+    await registry.register("w1", "ws://w1", capacity=2)
+    hold_outbound(redis_url, redis_prefix, "dj1", call_sid="CA-out1")
+    hold_outbound(redis_url, redis_prefix, "dj2")  # still placing: no call SID yet
+    assert await registry.reserve("CA-in") is None
+    assert (await registry.reserve("CA-out1", dial_job_id="dj1")).worker_id == "w1"
+    assert await registry.reserve("CA-in") is None  # the last slot is dj2's
+    assert (await registry.reserve("CA-out2", dial_job_id="dj2")).worker_id == "w1"
+
+
+async def test_an_outbound_call_known_by_its_call_sid_may_use_its_hold(registry, redis_url, redis_prefix):
+    await registry.register("w1", "ws://w1", capacity=1)
+    hold_outbound(redis_url, redis_prefix, "dj1", call_sid="CA-out1")
+    assert (await registry.reserve("CA-out1")).worker_id == "w1"
+
+
+async def test_holds_of_calls_on_a_worker_and_stale_holds_leave_the_other_slots_free(registry, redis_url,
+                                                                                  redis_prefix):
+    await registry.register("w1", "ws://w1", capacity=2)
+    hold_outbound(redis_url, redis_prefix, "dj1", call_sid="CA-out1")
+    assert (await registry.reserve("CA-out1", dial_job_id="dj1")).worker_id == "w1"  # on a worker: counted once
+    hold_outbound(redis_url, redis_prefix, "dj-lost", age_s=3600)  # its final callback was lost
+    assert (await registry.reserve("CA-in")).worker_id == "w1"

@@ -55,7 +55,7 @@ def test_worker_advertises_its_pod_address_and_drains_in_prestop(render):
     hook = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
     assert "kill -TERM 1" in hook and "kill -0 1" in hook
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert {"/tmp", "/models", "/data/recordings", "/etc/voicebot/profiles"} <= mounts
+    assert {"/tmp", "/models", "/data/calls", "/etc/voicebot/profiles"} <= mounts
 
 
 def test_gateway_waits_for_the_ingress_then_drains_streams(render):

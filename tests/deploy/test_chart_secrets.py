@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from voicebot_dialer.api_keys import ApiKeys
 from voicebot_dialer.settings import DialerSettings
 from voicebot_gateway.settings import GatewaySettings
 from voicebot_worker.settings import WorkerSettings
@@ -20,7 +21,6 @@ CREATE = ["--set", "secrets.create=true", "--set", "secrets.twilioAuthToken=t0k3
 DIALER = ["--set", "secrets.dialerApiKeys=d1al3r-k3y", "--set", "secrets.dialerWebhookSecret=w3bh00k-s3cr3t"]
 SECRET_KEYS = {"VOICEBOT_TWILIO_AUTH_TOKEN": "twilio-auth-token",
                "VOICEBOT_STREAM_TICKET_SECRET": "stream-ticket-secret",
-               "VOICEBOT_DIALER_API_KEYS": "dialer-api-keys",
                "VOICEBOT_DIALER_WEBHOOK_SECRET": "dialer-webhook-secret"}
 WORKLOADS = {"voicebot-gateway": GatewaySettings, "voicebot-bot-worker": WorkerSettings,
              "voicebot-dialer-api": DialerSettings, "voicebot-dialer-worker": DialerSettings}
@@ -67,12 +67,17 @@ def test_every_service_secret_is_a_required_reference(render):
     docs = render()
     assert not [d for d in docs if d["kind"] == "Secret"], "the chart creates no Secret unless asked"
     for name, settings in WORKLOADS.items():
-        env = env_of(find(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0])
-        fields = settings.secrets_in_use + (("dialer_api_keys",) if settings is DialerSettings else ())
-        for field in fields:
+        pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+        env = env_of(pod["containers"][0])
+        for field in settings.secrets_in_use:
             ref = env[f"VOICEBOT_{field.upper()}"]["valueFrom"]["secretKeyRef"]
             assert ref["key"] == SECRET_KEYS[f"VOICEBOT_{field.upper()}"], (name, field)
             assert not ref.get("optional"), (name, field)
+    # The dialer API's keys: a file from the Secret's volume (tests/deploy/test_chart_storage.py), no env.
+    pod = find(docs, "Deployment", "voicebot-dialer-api")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "dialer-api-keys"]
+    assert volume["secret"]["items"] == [{"key": "dialer-api-keys", "path": "keys"}]
+    assert not volume["secret"].get("optional")
 
 
 def test_no_template_generates_a_secret():
@@ -82,8 +87,9 @@ def test_no_template_generates_a_secret():
     assert offenders == []
 
 
-def test_the_chart_made_secret_passes_every_service_start_check(render):
-    """The services, outside development mode, accept what the chart-made Secret gives them."""
+def test_the_chart_made_secret_passes_every_service_start_check(render, tmp_path):
+    """The services, outside development mode, accept what the chart-made Secret gives them, the dialer
+    API its keys file (the Secret's dialer-api-keys as the kubelet writes it) included."""
     docs = render("-f", MINIMAL)
     secret = find(docs, "Secret", "voicebot-secrets")["stringData"]
     for name, settings in WORKLOADS.items():
@@ -92,3 +98,7 @@ def test_the_chart_made_secret_passes_every_service_start_check(render):
                   for variable, key in SECRET_KEYS.items() if variable in env}
         loaded = settings(dev_mode=False, **values)
         assert loaded.public_default_secrets() == [], name
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(secret["dialer-api-keys"])
+    keys = ApiKeys({}, str(keys_file), allow_public=False)
+    assert keys.caller(secret["dialer-api-keys"]) is not None

@@ -9,3 +9,4 @@ from dialer_fixtures import (  # noqa: F401 - pytest finds fixtures by name here
     sync_redis,
     twilio_routes,
 )
+from stand_in_fixtures import calls_stand_in, stand_in_dialer  # noqa: F401

@@ -21,8 +21,9 @@ from voicebot_dialer.settings import DialerSettings
 
 
 @pytest.fixture
-def dialer_settings(redis_url: str, redis_prefix: str) -> DialerSettings:
+def dialer_settings(redis_url: str, redis_prefix: str, tmp_path: Path) -> DialerSettings:
     return DialerSettings(
+        storage_dir=str(tmp_path / "call-data"),
         redis_url=redis_url, redis_prefix=redis_prefix, dialer_api_keys=f"{API_KEY},second-key",
         dialer_broker_prefix=f"{redis_prefix}:celery:", dialer_metrics_port=0,
         dialer_host="127.0.0.1", dialer_metrics_host="127.0.0.1",

@@ -69,16 +69,6 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def max_in_any_window(times: list[float], window_s: float = 1.0) -> int:
-    """Most events inside any half-open window [t, t + window_s)."""
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window_s:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
 
 class CeleryWorkers:
     """Real `celery worker` subprocesses; killed (process group) at the end of the test."""

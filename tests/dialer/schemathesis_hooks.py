@@ -12,10 +12,13 @@ polls would otherwise eat the time budget; still valid, so still negative)."""
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
+from redis_digest import digest
 
 NUMBERS = ["+14155550123", "+1 (415) 555-0199", "+1.415.555.0142", "+447700900123", "+33 6 12 34 56 78",
            "+4915112345678", "+81312345678", "+61 2 9374 4000"]
@@ -72,8 +75,42 @@ def _number(value: Any) -> float:
         return -1
 
 
+# Nothing stored on a 4xx: around each request that could write (POST, PUT, PATCH, DELETE), the digest of
+# every key under the API's Redis prefix (the run's API has no Celery worker: only requests change
+# Redis). Such requests run one at a time so that another's write cannot land in between.
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REDIS_URL, REDIS_PREFIX = os.environ.get("VOICEBOT_REDIS_URL", ""), os.environ.get("VOICEBOT_REDIS_PREFIX", "")
+_one_write_at_a_time = threading.Lock()
+_in_flight = threading.local()  # this thread's write: (case id, digest before) while it holds the lock
+
+
+def _start_write(case: Any) -> None:
+    if getattr(_in_flight, "write", None) is None and not _one_write_at_a_time.acquire(timeout=60):
+        return  # a request that never answered kept the lock: this one goes unchecked
+    _in_flight.write = (id(case), digest(REDIS_URL, REDIS_PREFIX))
+
+
+@schemathesis.check
+def nothing_stored_on_a_client_error(ctx: Any, response: Any, case: Any) -> None:
+    """A 4xx answer to a request that could write left every key under the API's prefix as it was."""
+    write = getattr(_in_flight, "write", None)
+    if write is None or write[0] != id(case):
+        return
+    try:
+        if 400 <= response.status_code < 500:
+            after = digest(REDIS_URL, REDIS_PREFIX)
+            if after != write[1]:
+                raise AssertionError(f"{case.method} {case.operation.path} answered {response.status_code} "
+                                     "and changed what is stored in Redis")
+    finally:
+        _in_flight.write = None
+        _one_write_at_a_time.release()
+
+
 @schemathesis.hook
 def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
+    if REDIS_URL and case.method.upper() in WRITES:
+        _start_write(case)
     if case.operation.path == "/v1/events" and "wait_s" not in (case.query or {}):
         case.query = {**(case.query or {}), "wait_s": MAX_WAIT_S}  # its default, 10 s, is too long here
     if 0 <= _number((case.query or {}).get("wait_s")) <= 30:  # a valid wait stays valid, only shorter

@@ -57,7 +57,7 @@ def test_create_and_get_call(api: TestClient, sync_redis: redis.Redis, dialer_se
 def test_call_detail_has_the_call_records_recording_and_transcript(api: TestClient,
                                                                    dialer_settings: DialerSettings) -> None:
     dialer = DialerService(dialer_settings)
-    recorded = "/var/lib/voicebot/recordings/CA-rec-1.wav"
+    recorded = "s3://call-data/calls/CA-rec-1/recording/"
     transcript = [{"role": "assistant", "text": "Hi Sam"}, {"role": "user", "text": "Hello"}]
 
     async def bot_worker_writes() -> None:  # as the bot-worker does at the end of the call
@@ -71,7 +71,8 @@ def test_call_detail_has_the_call_records_recording_and_transcript(api: TestClie
     job_id = api.post("/v1/calls", json=CALL).json()["id"]
     dialer.handle_callback(job_id, 1, "status", {"CallSid": "CA-rec-1", "CallStatus": "completed"})
     detail = api.get(f"/v1/calls/{job_id}").json()
-    assert (detail["recording_url"], detail["transcript"]) == (recorded, transcript)
+    # the bot-worker's recording is served by this API only (routes_call_media)
+    assert (detail["recording_url"], detail["transcript"]) == (f"/v1/calls/{job_id}/recording", transcript)
     # Twilio's own recording (RecordingUrl of the final status callback) wins.
     twilio_job = api.post("/v1/calls", json={**CALL, "to": "+14155550124"}).json()["id"]
     dialer.handle_callback(twilio_job, 1, "status", {"CallSid": "CA-rec-1", "CallStatus": "completed",

@@ -15,10 +15,13 @@ import httpx
 import pytest
 from dialer_helpers import API_KEY, CeleryWorkers, wait_for
 from fastapi.testclient import TestClient
+from stand_in_fixtures import new_placement, place_due
 
+from helpers.twilio_calls_stand_in import CallsStandIn, CreateAnswer
 from voicebot_devstack.processes import free_port
 from voicebot_dialer.api import build_asgi_app
-from voicebot_dialer.event_webhooks import SIGNATURE_HEADER, verify_signature
+from voicebot_dialer.event_webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from voicebot_dialer.placement import MAX_RATE_LIMITED
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import DialerSettings
 
@@ -149,12 +152,14 @@ def test_cancel_hangs_up_live_call(live_api: TestClient, live_settings: DialerSe
 
 class _Receiver(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[bytes, str]]] = []
+    refused: ClassVar[list[tuple[bytes, str]]] = []  # (body, Voicebot-Event-Id header)
     fail_first = 1
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if _Receiver.fail_first > 0:
             _Receiver.fail_first -= 1
+            _Receiver.refused.append((body, self.headers.get(EVENT_ID_HEADER, "")))
             self.send_response(503)
         else:
             _Receiver.received.append((body, self.headers.get(SIGNATURE_HEADER, "")))
@@ -184,6 +189,11 @@ def test_signed_webhooks_are_retried(live_api: TestClient, live_settings: Dialer
             assert verify_signature(secret, body, signature)
             assert json.loads(body)["metadata"] == {"crm": "9"}
             assert not verify_signature("wrong-secret", body, signature)
+        ids = [json.loads(body)["event_id"] for body, _ in _Receiver.received]
+        assert len(ids) == len(set(ids))  # one id per event
+        [(refused_body, refused_id)] = _Receiver.refused
+        assert refused_id == json.loads(refused_body)["event_id"]
+        assert refused_body in [body for body, _ in _Receiver.received]  # its retry: same id, same signed body
     finally:
         server.shutdown()
 
@@ -232,10 +242,14 @@ def test_reconcile_placements_of_a_dead_worker(live_api: TestClient, live_settin
     twilio = dialer.twilio
     sid = twilio.calls.create(to="+14155550071", from_=dialer.store.get(reached)["from"],
                               twiml="<Response><Pause length=\"5\"/></Response>").sid
-    assert dialer.reconcile_stuck_placements() == 2
+    assert dialer.reconcile_stuck_placements() == 1
     adopted = dialer.store.get(reached)
     assert (adopted["call_sid"], adopted["attempt"]) == (sid, 1)
     assert adopted["state"] in ("ringing", "in-progress")
+    # Twilio lists no call for `lost`: it is asked once more a placing timeout later.
+    assert dialer.store.get(lost)["state"] == "placing"
+    dialer.redis.zadd(dialer.keys.dial_placing(), {lost: long_ago})
+    assert dialer.reconcile_stuck_placements() == 1
     retried = dialer.store.get(lost)
     assert (retried["state"], retried["attempt"], retried["attempts"][0]["result"]) == (
         "scheduled", 2, "placement-lost")
@@ -252,3 +266,65 @@ def test_reconcile_placements_of_a_dead_worker(live_api: TestClient, live_settin
     ended = dialer.store.get(reached)
     assert (ended["state"], ended["outcome"]) == ("completed", "completed")
     assert dialer.redis.zscore(dialer.keys.outbound_active(), reached) is None
+
+
+def test_a_429_on_create_waits_retry_after_for_the_same_attempt(
+        api: TestClient, stand_in_dialer: DialerService, calls_stand_in: CallsStandIn) -> None:
+    dialer = stand_in_dialer
+    calls_stand_in.create_answers.append(CreateAnswer(status=429, made_after_s=None, retry_after="3"))
+    job_id, *_ = task = new_placement(api, dialer, "+14155550906")
+    refused_at = time.time()
+    assert dialer.place(*task) == "rate-limited"
+    job = dialer.store.get(job_id)
+    assert (job["state"], job["attempt"], job.get("attempts") or []) == ("scheduled", 1, [])
+    due = dialer.redis.zscore(dialer.keys.dial_schedule(), job_id)
+    assert due >= refused_at + 3
+    assert place_due(dialer) == []  # not before Retry-After has passed
+    dialer.redis.zadd(dialer.keys.dial_schedule(), {job_id: time.time()})  # ... as if it had
+    assert place_due(dialer) == ["placed"]
+    job = dialer.store.get(job_id)
+    assert (job["state"], job["attempt"]) == ("ringing", 1)
+    assert len(calls_stand_in.creates) == 2 and len(calls_stand_in.calls) == 1
+
+
+def test_429s_on_create_are_bounded_then_the_job_fails_rate_limited(
+        api: TestClient, stand_in_dialer: DialerService, calls_stand_in: CallsStandIn) -> None:
+    dialer = stand_in_dialer
+    calls_stand_in.create_answers += [CreateAnswer(status=429, made_after_s=None, retry_after="0")] * 10
+    job_id, *_ = task = new_placement(api, dialer, "+14155550907")
+    results = [dialer.place(*task)]
+    while results[-1] == "rate-limited" and dialer.store.get(job_id)["state"] == "scheduled":
+        results += place_due(dialer)
+    job = dialer.store.get(job_id)
+    assert (job["state"], job["outcome"], job["attempt"]) == ("failed", "rate-limited", 1)
+    assert results == ["rate-limited"] * (MAX_RATE_LIMITED + 1)
+    assert len(calls_stand_in.creates) == MAX_RATE_LIMITED + 1 and calls_stand_in.calls == []
+
+
+def test_a_retry_after_beyond_the_bound_fails_the_job_at_once(
+        api: TestClient, stand_in_dialer: DialerService, calls_stand_in: CallsStandIn) -> None:
+    calls_stand_in.create_answers.append(CreateAnswer(status=429, made_after_s=None, retry_after="3600"))
+    job_id, *_ = task = new_placement(api, stand_in_dialer, "+14155550908")
+    assert stand_in_dialer.place(*task) == "rate-limited"
+    job = stand_in_dialer.store.get(job_id)
+    assert (job["state"], job["outcome"]) == ("failed", "rate-limited")
+
+
+def test_a_create_answering_after_its_attempt_was_given_up_is_hung_up(
+        api: TestClient, stand_in_dialer: DialerService, calls_stand_in: CallsStandIn) -> None:
+    dialer = stand_in_dialer
+    calls_stand_in.create_answers.append(CreateAnswer(answer_after_s=0.6))
+    job_id, *_ = task = new_placement(api, dialer, "+14155550909")
+    results: list[str] = []
+    worker = threading.Thread(target=lambda: results.append(dialer.place(*task)))
+    worker.start()
+    wait_for(lambda: calls_stand_in.creates, 5, "the create to reach Twilio")
+    with dialer.store.locked(job_id):  # meanwhile the reconciler gave the attempt up
+        dialer.lifecycle.finish(dialer.store.get(job_id), "failed", "placement-unknown")
+    worker.join(10)
+    assert results == ["placed"]
+    [call] = calls_stand_in.calls
+    assert calls_stand_in.updates == [{"sid": call["sid"], "Status": "canceled"}]
+    job = dialer.store.get(job_id)
+    assert (job["state"], job["outcome"], job.get("call_sid", "")) == ("failed", "placement-unknown", "")
+    assert "late_call_hung_up" in [e["kind"] for e in dialer.store.events(job_id)]

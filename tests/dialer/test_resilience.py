@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from dialer_helpers import API_KEY, CeleryWorkers, max_in_any_window, wait_for
+from dialer_helpers import API_KEY, CeleryWorkers, wait_for
 from fastapi.testclient import TestClient
 
+from voicebot_devstack.rates import max_in_any_window
 from voicebot_dialer.api import build_asgi_app
 from voicebot_dialer.settings import DialerSettings
 

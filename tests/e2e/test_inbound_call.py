@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-import wave
 
 import numpy as np
 import pytest
 import redis
 
+from helpers.recordings import stored_recording
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_devstack.turns import turn_latencies
 
@@ -51,9 +51,8 @@ def test_three_turn_call_with_greeting_marks_and_stereo_recording(stack, phone):
     assert bot[0].startswith("Hello, thanks for calling")
     assert "What is your order number?" in bot[1] and "arrives tomorrow" in bot[2]
     assert call["outcome"] == "completed"
-    with wave.open(call["recording"]) as wav:
-        assert wav.getnchannels() == 2
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    samples, _ = stored_recording(stack.storage_dir, sid)
+    assert samples.shape[1] == 2
     caller_rms, bot_rms = np.sqrt(np.mean(samples.astype(np.float64) ** 2, axis=0))
     assert caller_rms > 100 and bot_rms > 100, (caller_rms, bot_rms)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import redis
 from faster_whisper import WhisperModel
 
 from helpers.constants import TEST_PROFILES_PATH
+from helpers.recordings import stored_recording
 from voicebot_core import audio
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_devstack.stack import Stack, StackConfig
@@ -69,8 +69,6 @@ def test_local_models_hold_a_turn_with_real_audio_both_ways(local_stack, phone_f
     heard_text = " ".join(s.text for s in segments).strip()
     assert heard_text, "the agent's audio transcribes to words"
 
-    recording = r.hget(keys.call(sid), "recording")
-    with wave.open(recording) as wav:
-        assert wav.getnchannels() == 2
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    samples, _ = stored_recording(local_stack.storage_dir, sid)
+    assert samples.shape[1] == 2
     assert np.abs(samples[:, 0]).max() > 1000 and np.abs(samples[:, 1]).max() > 1000

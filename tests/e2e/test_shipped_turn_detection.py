@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-import wave
 
 import numpy as np
 import pytest
 import redis
 import yaml
 
+from helpers.recordings import stored_recording
 from voicebot_core.profiles import AgentProfile
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_devstack.stack import Stack, StackConfig
@@ -98,9 +98,8 @@ def test_three_turns_every_turn_answered_with_smart_turn_and_noise_filter(stack,
     assert len(user) == 3, transcript  # one caller turn per sentence: no pause split a turn
     assert len(bot) == 4, transcript  # greeting + three replies
     assert call["outcome"] == "completed"
-    with wave.open(call["recording"]) as wav:
-        assert wav.getnchannels() == 2
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    samples, _ = stored_recording(stack.storage_dir, sid)
+    assert samples.shape[1] == 2
     caller_rms, bot_rms = np.sqrt(np.mean(samples.astype(np.float64) ** 2, axis=0))
     assert caller_rms > 100 and bot_rms > 100, (caller_rms, bot_rms)  # the filter left the caller audible
 

@@ -6,12 +6,13 @@ import hashlib
 import json
 
 import pytest
-from gateway.twilio_frames import CALL, connected, media, open_stream, start
+from gateway.busy_message import assert_busy_once
+from gateway.twilio_frames import CALL, connected, media, open_stream, start, start_call
 from websockets.exceptions import ConnectionClosed
 
 from helpers.servers import free_port
 from helpers.stub_worker import StubWorker
-from voicebot_gateway import relay_session
+from voicebot_gateway.ws_frames import OP_CLOSE, close_payload, server_frame
 
 
 async def test_fragmented_message_and_ping_from_twilio(gateway, signer, registry):
@@ -48,7 +49,7 @@ class SilentWorker:
         self.port = free_port()
         self.accepted = asyncio.Event()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
                    if line.lower().startswith(b"sec-websocket-key:"))
@@ -56,6 +57,9 @@ class SilentWorker:
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         self.accepted.set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._accept(reader, writer)
         while await reader.read(65536):
             pass
 
@@ -67,8 +71,27 @@ class SilentWorker:
         self._server.close()
 
 
-async def test_a_silent_worker_is_declared_lost_and_the_call_moves(gateway, signer, registry, monkeypatch):
-    monkeypatch.setattr(relay_session, "TICK_S", 0.05)  # ping after 0.5 s of silence, lost 0.5 s later
+class FullWorker(SilentWorker):
+    """Accepts the stream, closes it with 1013 and hangs up at once, in the same write: the gateway has
+    the close frame and the end of the connection before it attaches the worker to the call."""
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._accept(reader, writer)
+        writer.write(server_frame(OP_CLOSE, close_payload(1013, "worker is full")))
+        writer.close()
+
+
+async def test_a_worker_gone_with_1013_before_it_was_attached_gets_the_caller_the_busy_message(
+        gateway, signer, registry, twilio_rest):
+    async with FullWorker() as full:
+        await registry.register("w1", f"ws://127.0.0.1:{full.port}", capacity=1)
+        ws = await start_call(gateway, signer)
+        await assert_busy_once(ws, twilio_rest)
+        assert full.accepted.is_set()
+
+
+async def test_a_silent_worker_is_declared_lost_and_the_call_moves(gateway, signer, registry):
+    # pinged after 0.5 s of silence, lost 0.5 s later (the 1.5 s liveness timeout's ticks)
     async with SilentWorker() as silent, StubWorker("w2") as spare:
         await registry.register("w1", f"ws://127.0.0.1:{silent.port}", capacity=1)
         ws = await open_stream(gateway, signer)
@@ -76,7 +99,7 @@ async def test_a_silent_worker_is_declared_lost_and_the_call_moves(gateway, sign
         await ws.send(start())
         await asyncio.wait_for(silent.accepted.wait(), 5)
         await registry.register("w2", f"ws://127.0.0.1:{spare.port}", capacity=1)
-        for seq in range(100):
+        for seq in range(250):
             await ws.send(media(seq))
             await asyncio.sleep(0.02)
             if CALL in spare.received:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -36,11 +37,12 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = N
 
 
 @contextlib.contextmanager
-def uvicorn_thread(app: object, port: int | None = None) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 in a background thread; yields its http base URL."""
+def uvicorn_thread(app: object, port: int | None = None, **config_kw: Any) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 in a background thread; yields its http base URL (`config_kw`:
+    more uvicorn.Config options, e.g. ssl_certfile and ssl_keyfile, then it is https)."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            log_config=None)
+                            log_config=None, **config_kw)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -50,7 +52,7 @@ def uvicorn_thread(app: object, port: int | None = None) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if config_kw.get('ssl_certfile') else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

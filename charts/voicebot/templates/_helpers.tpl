@@ -222,8 +222,8 @@ longer drain would cut live calls. Call with (dict "component" "gateway" "delay"
   value: {{ $c.port | quote }}
 - name: VOICEBOT_WORKER_CAPACITY
   value: {{ $c.capacity | quote }}
-- name: VOICEBOT_WORKER_RECORDINGS_DIR
-  value: /data/recordings
+- name: VOICEBOT_WORKER_RECORDING_SEGMENT_S
+  value: {{ $c.recordingSegmentSeconds | quote }}
 - name: VOICEBOT_WORKER_DRAIN_TIMEOUT_S
   value: {{ $c.drain.timeoutSeconds | quote }}
 - name: VOICEBOT_MODELS_DIR
@@ -236,7 +236,10 @@ longer drain would cut live calls. Call with (dict "component" "gateway" "delay"
 {{- end }}
 {{- end }}
 
-{{/* Dialer settings shared by the dialer API and its Celery worker. */}}
+{{/*
+Dialer settings shared by the dialer API, its Celery worker and the retention job. The API keys are
+not among them: only the API reads them, from the file of voicebot.dialerApiKeysVolume.
+*/}}
 {{- define "voicebot.dialerEnv" -}}
 - name: VOICEBOT_GATEWAY_PUBLIC_BASE_URL
   value: {{ .Values.publicBaseUrl | quote }}
@@ -244,16 +247,117 @@ longer drain would cut live calls. Call with (dict "component" "gateway" "delay"
 - name: VOICEBOT_DIALER_FROM_NUMBERS
   value: {{ . | quote }}
 {{- end }}
-- name: VOICEBOT_DIALER_API_KEYS
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "voicebot.secretName" . }}
-      key: dialer-api-keys
 - name: VOICEBOT_DIALER_WEBHOOK_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ include "voicebot.secretName" . }}
       key: dialer-webhook-secret
+{{- end }}
+
+{{/* Directory of the dialer API keys file in the dialer API pods (the Secret key dialer-api-keys, file "keys"). */}}
+{{- define "voicebot.dialerApiKeysDir" -}}
+/etc/voicebot/dialer-api-keys
+{{- end }}
+
+{{/*
+The dialer API's keys as a file, not an env var: the Secret key dialer-api-keys mounted as a
+directory (no subPath), so the kubelet replaces the file when the Secret changes and the API,
+which re-reads VOICEBOT_DIALER_API_KEYS_FILE when it changes, rotates keys without a restart.
+*/}}
+{{- define "voicebot.dialerApiKeysEnv" -}}
+- name: VOICEBOT_DIALER_API_KEYS_FILE
+  value: {{ printf "%s/keys" (include "voicebot.dialerApiKeysDir" .) | quote }}
+{{- end }}
+
+{{- define "voicebot.dialerApiKeysVolume" -}}
+- name: dialer-api-keys
+  secret:
+    secretName: {{ include "voicebot.secretName" . }}
+    defaultMode: 0440
+    items:
+      - key: dialer-api-keys
+        path: keys
+{{- end }}
+
+{{- define "voicebot.dialerApiKeysVolumeMount" -}}
+- name: dialer-api-keys
+  mountPath: {{ include "voicebot.dialerApiKeysDir" . }}
+  readOnly: true
+{{- end }}
+
+{{/*
+Storage of call recordings and transcripts, read by the bot-worker and the dialer (API, Celery
+worker, retention job) alike. Refuses backend=s3 without endpoint or bucket; the S3 keys always
+come from the Secret (required references: a pod whose Secret lacks them does not start).
+*/}}
+{{- define "voicebot.storageEnv" -}}
+{{- $s := .Values.storage -}}
+- name: VOICEBOT_STORAGE_BACKEND
+  value: {{ $s.backend | quote }}
+- name: VOICEBOT_CALL_DATA_RETENTION_DAYS
+  value: {{ $s.retentionDays | quote }}
+{{- if eq $s.backend "s3" }}
+- name: VOICEBOT_STORAGE_S3_ENDPOINT
+  value: {{ required "storage.s3.endpoint is required when storage.backend=s3 (host[:port] of the S3-compatible endpoint, e.g. s3.amazonaws.com)" $s.s3.endpoint | quote }}
+- name: VOICEBOT_STORAGE_S3_SECURE
+  value: {{ ternary "true" "false" $s.s3.secure | quote }}
+{{- with $s.s3.region }}
+- name: VOICEBOT_STORAGE_S3_REGION
+  value: {{ . | quote }}
+{{- end }}
+- name: VOICEBOT_STORAGE_S3_BUCKET
+  value: {{ required "storage.s3.bucket is required when storage.backend=s3" $s.s3.bucket | quote }}
+{{- with $s.s3.prefix }}
+- name: VOICEBOT_STORAGE_S3_PREFIX
+  value: {{ . | quote }}
+{{- end }}
+- name: VOICEBOT_STORAGE_S3_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.secretName" . }}
+      key: storage-s3-access-key
+- name: VOICEBOT_STORAGE_S3_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "voicebot.secretName" . }}
+      key: storage-s3-secret-key
+{{- else }}
+- name: VOICEBOT_STORAGE_DIR
+  value: /data/calls
+{{- end }}
+{{- end }}
+
+{{/*
+backend=filesystem: the call-data volume (the shared claim, else an emptyDir per pod) and its
+mount at /data/calls; empty with backend=s3, so include them with
+{{- with include "voicebot.storageVolumes" . }}{{ . | nindent N }}{{- end }}.
+*/}}
+{{- define "voicebot.storageVolumes" -}}
+{{- $fs := .Values.storage.filesystem -}}
+{{- if eq .Values.storage.backend "filesystem" -}}
+- name: call-data
+  {{- if $fs.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ $fs.existingClaim }}
+  {{- else }}
+  emptyDir:
+    sizeLimit: {{ $fs.sizeLimit }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "voicebot.storageVolumeMounts" -}}
+{{- if eq .Values.storage.backend "filesystem" -}}
+- name: call-data
+  mountPath: /data/calls
+{{- end }}
+{{- end }}
+
+{{/* "true" when the retention CronJob is rendered (storage.retentionJob.enabled with the dialer), else empty. */}}
+{{- define "voicebot.retentionJobEnabled" -}}
+{{- if and .Values.dialerApi.enabled .Values.storage.retentionJob.enabled -}}
+true
+{{- end -}}
 {{- end }}
 
 {{/* NetworkPolicy peer: Prometheus pods (any pod in the namespaces Prometheus runs in). */}}

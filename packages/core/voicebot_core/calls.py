@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voicebot_core.redis_keys import RedisKeys
 
-CALL_TTL_S = 30 * 24 * 3600
+CALL_TTL_S = 30 * 24 * 3600  # the default of VOICEBOT_CALL_DATA_RETENTION_DAYS
 EVENT_STREAM_MAXLEN = 100_000
 
 
@@ -63,9 +63,10 @@ def _encode(fields: dict[str, Any]) -> dict[str, str | int | float]:
 
 
 class CallStore:
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, ttl_s: int = CALL_TTL_S) -> None:
         self._redis = redis
         self._keys = keys
+        self._ttl_s = ttl_s  # the deployment's retention (VOICEBOT_CALL_DATA_RETENTION_DAYS)
 
     async def upsert(self, call_sid: str, **fields: Any) -> None:
         key = self._keys.call(call_sid)
@@ -74,7 +75,7 @@ class CallStore:
             pipe.hsetnx(key, "created_at", time.time())
             if clean:
                 pipe.hset(key, mapping=clean)
-            pipe.expire(key, CALL_TTL_S)
+            pipe.expire(key, self._ttl_s)
             pipe.zadd(self._keys.calls_index(), {call_sid: time.time()}, nx=True)
             await pipe.execute()
 
@@ -82,12 +83,16 @@ class CallStore:
         raw = await self._redis.hgetall(self._keys.call(call_sid))
         return CallRecord.from_hash(call_sid, raw) if raw else None
 
+    async def worker_of(self, call_sid: str) -> str | None:
+        """The bot-worker the call is attached to now (the last one to attach)."""
+        return await self._redis.hget(self._keys.call(call_sid), "worker_id")
+
     async def add_event(self, call_sid: str, kind: str, **data: Any) -> dict[str, Any]:
         event = {"call_sid": call_sid, "kind": kind, "at": time.time(), **data}
         payload = json.dumps(event)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.rpush(self._keys.call_events(call_sid), payload)
-            pipe.expire(self._keys.call_events(call_sid), CALL_TTL_S)
+            pipe.expire(self._keys.call_events(call_sid), self._ttl_s)
             pipe.xadd(self._keys.call_event_stream(), {"event": payload},
                       maxlen=EVENT_STREAM_MAXLEN, approximate=True)
             await pipe.execute()
@@ -97,14 +102,14 @@ class CallStore:
         return [json.loads(e) for e in await self._redis.lrange(self._keys.call_events(call_sid), 0, -1)]
 
     async def save_transcript(self, call_sid: str, transcript: list[dict[str, Any]]) -> None:
-        await self._redis.set(self._keys.call_transcript(call_sid), json.dumps(transcript), ex=CALL_TTL_S)
+        await self._redis.set(self._keys.call_transcript(call_sid), json.dumps(transcript), ex=self._ttl_s)
 
     async def transcript(self, call_sid: str) -> list[dict[str, Any]] | None:
         raw = await self._redis.get(self._keys.call_transcript(call_sid))
         return json.loads(raw) if raw else None
 
     async def checkpoint_context(self, call_sid: str, messages: list[dict[str, Any]]) -> None:
-        await self._redis.set(self._keys.call_context(call_sid), json.dumps(messages), ex=CALL_TTL_S)
+        await self._redis.set(self._keys.call_context(call_sid), json.dumps(messages), ex=self._ttl_s)
 
     async def load_context(self, call_sid: str) -> list[dict[str, Any]] | None:
         raw = await self._redis.get(self._keys.call_context(call_sid))

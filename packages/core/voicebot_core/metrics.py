@@ -41,7 +41,7 @@ FRAME_DROP_REASONS: Final = ("late", "malformed", "no_peer")
 WEBHOOK_RESULTS: Final = (("voice", "ok"), ("voice", "draining"), ("outbound", "ok"), ("status", "ok"),
                           ("amd", "ok"))
 DIAL_QUEUE_STATES: Final = ("scheduled", "dispatched", "placing", "active")
-PLACEMENT_RESULTS: Final = ("placed", "refused", "uncertain", "unreachable")
+PLACEMENT_RESULTS: Final = ("placed", "refused", "rate-limited", "uncertain", "unreachable")
 DIAL_JOB_SOURCES: Final = ("api", "campaign")
 
 # metric -> every label-value tuple it is known to take (in its labelnames' order)
@@ -82,6 +82,9 @@ SERVICE_TTFB = _known(Histogram(
     "voicebot_service_ttfb_seconds", "Time to first byte of STT, LLM and TTS.", ["service"],
     buckets=TTFB_BUCKETS,
 ), product(TTFB_SERVICES))
+RECORDING_SEGMENTS = _known(Counter(
+    "voicebot_recording_segments_total", "Recording segments the worker tried to store, by result.", ["result"]),
+    [("stored",), ("failed",)])
 INTERRUPTIONS = Counter("voicebot_interruptions_total", "Bot utterances cut by caller speech (barge-in).")
 IDLE_PROMPTS = Counter("voicebot_idle_prompts_total", "Prompts played after caller silence.")
 TOOL_CALLS = _known(Counter("voicebot_tool_calls_total", "Tool calls made by the agent.", ["tool"]),

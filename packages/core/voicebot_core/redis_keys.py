@@ -124,6 +124,14 @@ class RedisKeys:
         """Redis stream of every dial job event, for `voicebot calls tail`."""
         return f"{self.prefix}:dial-events"
 
+    def webhook_due(self) -> str:
+        """Sorted set: event id -> when its webhook's next attempt is due (or its claim's lease ends)."""
+        return f"{self.prefix}:webhook-due"
+
+    def webhook_deliveries(self) -> str:
+        """Hash: event id -> JSON of a webhook waiting to be attempted again (url, event, retry, first_at)."""
+        return f"{self.prefix}:webhook-deliveries"
+
     def campaign_active(self, campaign_id: str) -> str:
         """Sorted set: dial job ids of this campaign that are placing, ringing or live."""
         return f"{self.prefix}:campaign:{campaign_id}:active"

@@ -4,6 +4,11 @@ Each worker keeps a hash (address, capacity, draining) alive with a heartbeat TT
 set of the call SIDs holding one of its slots. The gateway reserves a slot with one Lua script,
 so two gateways can never hand out the same last slot. Sets (not counters) make release
 idempotent: the gateway and the worker may both release a call without drifting the count.
+
+The dialer places an outbound call only when a slot will be there for it, and holds that place
+(`outbound-active`, voicebot_dialer.capacity) until the call ends; while the call rings, or is
+answered but not on a worker yet, no worker's set has it. The reservation counts those holds as
+the dialer does, so a slot promised to an outbound call is not given to another call.
 """
 
 from __future__ import annotations
@@ -15,38 +20,70 @@ import redis.asyncio as aioredis
 
 from voicebot_core.redis_keys import RedisKeys
 
-# KEYS[1] = workers zset. ARGV: call_sid, now, preferred worker id (or ""), worker hash key head and
-# tail, worker calls key head and tail (RedisKeys.around_id), then worker ids to skip (ones that
-# just refused or failed this call).
+# The dialer's default stale window (dialer_ring_timeout_s 30 + 120 s): a hold older than this
+# whose call never reached a worker lost its final callback; the dialer no longer counts it.
+OUTBOUND_HOLD_S = 150.0
+
+# KEYS[1] = workers zset, KEYS[2] = outbound-active zset (dial job id -> when its place was taken).
+# ARGV: call_sid, holds counted from (unix seconds), the call's own dial job id (or ""), preferred
+# worker id (or ""), then the head and tail (RedisKeys.around_id) of the worker hash, worker calls
+# set and dial job hash keys, then worker ids to skip (ones that just refused or failed this call).
 # Picks the live, non-draining worker with most free slots (preferred one first when it has
-# room), adds the call to its set and returns {worker_id, address}; {} when none is free.
+# room), adds the call to its set and returns {worker_id, address}; {} when none is free, or when
+# the free slots (of the workers it may pick) are all promised to outbound calls that are not on a
+# worker yet: those whose call SID is in no live worker's set, the call's own hold not counted.
 _RESERVE_LUA = """
-local call_sid = ARGV[1]
-local preferred = ARGV[3]
-local worker_head, worker_tail, calls_head, calls_tail = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local call_sid, holds_from, own_job, preferred = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local worker_head, worker_tail, calls_head, calls_tail = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local job_head, job_tail = ARGV[9], ARGV[10]
 local skip = {}
-for i = 8, #ARGV do skip[ARGV[i]] = true end
+for i = 11, #ARGV do skip[ARGV[i]] = true end
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 local best_id, best_addr, best_free = nil, nil, 0
+local free = 0
+local call_sets = {}
 for _, id in ipairs(ids) do
   local wkey = worker_head .. id .. worker_tail
   local info = redis.call('HMGET', wkey, 'address', 'capacity', 'draining')
   if not info[1] then
     redis.call('ZREM', KEYS[1], id)
-  elseif info[3] ~= '1' and not skip[id] then
+  else
     local ckey = calls_head .. id .. calls_tail
-    if redis.call('SISMEMBER', ckey, call_sid) == 1 then
-      return {id, info[1]}
-    end
-    local free = tonumber(info[2]) - redis.call('SCARD', ckey)
-    if free > 0 and id == preferred then
-      best_id, best_addr, best_free = id, info[1], 1e9
-    elseif free > best_free then
-      best_id, best_addr, best_free = id, info[1], free
+    call_sets[#call_sets + 1] = ckey
+    if info[3] ~= '1' and not skip[id] then
+      if redis.call('SISMEMBER', ckey, call_sid) == 1 then
+        return {id, info[1]}
+      end
+      local slots = tonumber(info[2]) - redis.call('SCARD', ckey)
+      if slots > 0 then
+        free = free + slots
+        if id == preferred then
+          best_id, best_addr, best_free = id, info[1], 1e9
+        elseif slots > best_free then
+          best_id, best_addr, best_free = id, info[1], slots
+        end
+      end
     end
   end
 end
 if not best_id then return {} end
+local waiting = 0
+for _, job in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], holds_from, '+inf')) do
+  if job ~= own_job then
+    local sid = redis.call('HGET', job_head .. job .. job_tail, 'call_sid')
+    local attached = sid == call_sid
+    if sid and sid ~= '' then
+      for _, ckey in ipairs(call_sets) do
+        if attached then break end
+        attached = redis.call('SISMEMBER', ckey, sid) == 1
+      end
+    end
+    if not attached then
+      waiting = waiting + 1
+      if waiting >= free then return {} end
+    end
+  end
+end
 redis.call('SADD', calls_head .. best_id .. calls_tail, call_sid)
 return {best_id, best_addr}
 """
@@ -75,11 +112,15 @@ class Reservation:
 class WorkerRegistry:
     """Register, heartbeat and reserve bot-worker slots."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, heartbeat_ttl_s: float = 10.0) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, heartbeat_ttl_s: float = 10.0,
+                 outbound_hold_s: float = OUTBOUND_HOLD_S) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl_ms = int(heartbeat_ttl_s * 1000)
+        self._outbound_hold_s = outbound_hold_s  # as the dialer's stale window (stale_call_s)
         self._reserve = redis.register_script(_RESERVE_LUA)
+        self._key_families = [*keys.around_id(keys.worker), *keys.around_id(keys.worker_calls),
+                              *keys.around_id(keys.dial_job)]
 
     # worker side
     async def register(self, worker_id: str, address: str, capacity: int) -> None:
@@ -117,12 +158,15 @@ class WorkerRegistry:
 
     # gateway side
     async def reserve(
-        self, call_sid: str, preferred_worker_id: str = "", skip: set[str] | frozenset[str] = frozenset()
+        self, call_sid: str, preferred_worker_id: str = "", skip: set[str] | frozenset[str] = frozenset(),
+        dial_job_id: str = "",
     ) -> Reservation | None:
+        """A slot for the call, None when no worker is free for it. `dial_job_id`: the outbound
+        call's dial job, whose own hold the call may use; other calls may not take held slots."""
         result = await self._reserve(
-            keys=[self._keys.workers()],
-            args=[call_sid, time.time(), preferred_worker_id, *self._keys.around_id(self._keys.worker),
-                  *self._keys.around_id(self._keys.worker_calls), *sorted(skip)],
+            keys=[self._keys.workers(), self._keys.outbound_active()],
+            args=[call_sid, time.time() - self._outbound_hold_s, dial_job_id, preferred_worker_id,
+                  *self._key_families, *sorted(skip)],
         )
         if not result:
             return None

@@ -9,7 +9,7 @@ their values), so `python -m <service>` exits non-zero before it serves anything
 
 from __future__ import annotations
 
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,10 +76,31 @@ class CommonSettings(BaseSettings):
     mask_phone_numbers: bool = Field(True, description="Mask phone numbers in logs.")
     dialer_broker_url: str = Field("", description="Celery broker of the dialer; empty means redis_url.")
     dialer_broker_prefix: str = Field("", description="Key prefix for Celery's Redis keys (shared Redis, tests).")
+    # Recordings and transcripts (voicebot_core.object_store, voicebot_core.call_media)
+    storage_backend: Literal["filesystem", "s3"] = Field(
+        "filesystem", description="Where recordings and transcripts are stored: `s3` (any S3-compatible "
+        "service) or `filesystem` (a directory; local development, or a volume every worker and the "
+        "dialer API mount).")
+    storage_dir: str = Field("call-data", description="Root directory of the filesystem backend.")
+    storage_s3_endpoint: str = Field("", description="host[:port] of the S3-compatible endpoint.")
+    storage_s3_secure: bool = Field(True, description="HTTPS to the S3 endpoint.")
+    storage_s3_region: str = Field("", description="S3 region (empty: the client asks the endpoint).")
+    storage_s3_bucket: str = Field("", description="S3 bucket of recordings and transcripts.")
+    storage_s3_prefix: str = Field("", description="Key prefix inside the bucket.")
+    storage_s3_access_key: SecretStr = Field(SecretStr(""), description="S3 access key.")
+    storage_s3_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key.")
+    call_data_retention_days: float = Field(
+        30, gt=0, description="Call records, events and transcripts expire from Redis after this many days; "
+        "the retention job (`python -m voicebot_dialer.retention`) deletes stored recordings and "
+        "transcripts older than it.")
 
     @property
     def broker_url(self) -> str:
         return self.dialer_broker_url or self.redis_url
+
+    @property
+    def call_data_retention_s(self) -> int:
+        return int(self.call_data_retention_days * 24 * 3600)
 
     def public_default_secrets(self) -> list[str]:
         """The variables of `secrets_in_use` that are empty or a public default (names, not values)."""
@@ -90,6 +111,17 @@ class CommonSettings(BaseSettings):
             if is_public_default(text):
                 bad.append(env_name(field))
         return bad
+
+    @model_validator(mode="after")
+    def _require_s3_settings(self) -> CommonSettings:
+        if self.storage_backend != "s3":
+            return self
+        missing = [env_name(field) for field in ("storage_s3_endpoint", "storage_s3_bucket",
+                                                 "storage_s3_access_key", "storage_s3_secret_key")
+                   if not (v.get_secret_value() if isinstance(v := getattr(self, field), SecretStr) else v)]
+        if missing:
+            raise ValueError(f"VOICEBOT_STORAGE_BACKEND=s3 needs {', '.join(missing)}")
+        return self
 
     @model_validator(mode="after")
     def _refuse_public_default_secrets(self) -> CommonSettings:

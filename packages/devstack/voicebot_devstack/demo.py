@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import redis
 
+from voicebot_core.call_media import CallMedia
 from voicebot_core.calls import CallRecordReader
+from voicebot_core.object_store import FilesystemObjectStore
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.vocabulary import is_terminal_status
 from voicebot_devstack import environment
@@ -82,6 +84,17 @@ def run_demo(models_dir: Path, settings: environment.LocalConfig | None = None) 
         stack.stop()
 
 
+def _save_recording(stack: Stack, call_sid: str) -> Path | None:
+    """The stored segments joined into one WAV file (what `GET /v1/calls/{id}/recording` answers)."""
+    wav = CallMedia(FilesystemObjectStore(stack.storage_dir)).recording_wav(call_sid)
+    if wav is None:
+        return None
+    path = stack.config.run_dir / "recordings" / f"{call_sid}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(wav)
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def _call(stack: Stack, profile: str = "default") -> int:
     emulator = httpx.Client(base_url=stack.urls["emulator"], timeout=30)
     keys = RedisKeys(stack.config.redis_prefix)
@@ -107,7 +120,7 @@ def _call(stack: Stack, profile: str = "default") -> int:
     if answered:
         print(f"voice-to-voice per turn: {', '.join(f'{v:.2f}' for v in answered)} s "
               f"(p50 {percentile(answered, 50):.2f} s)")
-    print(f"recording (caller left, bot right): {(call.recording if call else '') or 'not written'}")
+    print(f"recording (caller left, bot right): {_save_recording(stack, call_sid) or 'not stored'}")
     print(f"what the phone heard: {report.get('heard_wav')}")
     print(f"transcript in Redis: {keys.call_transcript(call_sid)}")
     if report["status"] != "completed" or len(answered) < MIN_TURNS:

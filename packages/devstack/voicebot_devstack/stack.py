@@ -61,6 +61,11 @@ class Stack:
         """The gateway's URL as Twilio (or the emulator) reaches it."""
         return self.config.public_base_url or self.urls["gateway"]
 
+    @property
+    def storage_dir(self) -> Path:
+        """The filesystem object store every worker and the dialer share (recordings, transcripts)."""
+        return self.config.run_dir / "call-data"
+
     def _port(self, fixed: int) -> int:
         return fixed if self.config.fixed_ports else free_port()
 
@@ -76,6 +81,8 @@ class Stack:
             "VOICEBOT_TWILIO_API_BASE_URL": self.twilio_api_base_url,
             "VOICEBOT_STREAM_TICKET_SECRET": self.ticket_secret,
             "VOICEBOT_AGENT_PROFILES_PATH": str(self.config.profiles_path),
+            "VOICEBOT_STORAGE_BACKEND": "filesystem",
+            "VOICEBOT_STORAGE_DIR": str(self.storage_dir),
             # Celery's keys get the same namespace, so stacks sharing one Redis never swap tasks
             "VOICEBOT_DIALER_BROKER_PREFIX": f"{self.config.redis_prefix}:celery:",
             "VOICEBOT_LOG_LEVEL": os.environ.get("VOICEBOT_LOG_LEVEL", "INFO"),
@@ -156,7 +163,6 @@ class Stack:
         env = {**self.common_env(), "VOICEBOT_WORKER_ID": name, "VOICEBOT_WORKER_HOST": "127.0.0.1",
                "VOICEBOT_WORKER_PORT": str(port), "VOICEBOT_WORKER_CAPACITY": cap,
                "VOICEBOT_WORKER_ADVERTISE_URL": f"ws://127.0.0.1:{port}",
-               "VOICEBOT_WORKER_RECORDINGS_DIR": str(self.config.run_dir / "recordings"),
                "VOICEBOT_WORKER_LLM_BASE_URL": f"{self.urls.get('llm', 'http://127.0.0.1:8000')}/v1"}
         return Process(name, python("voicebot_worker"), env, self.config.run_dir / "logs" / f"{name}.log",
                        f"{self.urls[name]}/healthz")

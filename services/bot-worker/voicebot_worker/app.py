@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from voicebot_core import metrics
+from voicebot_core.call_media import CallMedia
 from voicebot_core.calls import CallStore
 from voicebot_core.dial_jobs import DialJobReader
 from voicebot_core.logs import call_sid_var
+from voicebot_core.object_store import object_store
 from voicebot_core.profiles import AgentProfiles
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
@@ -39,7 +41,8 @@ class WorkerState:
         self.settings = settings
         self.keys = RedisKeys(prefix=settings.redis_prefix)
         self.redis = connect(settings.redis_url)
-        self.store = CallStore(self.redis, self.keys)
+        self.store = CallStore(self.redis, self.keys, settings.call_data_retention_s)
+        self.media = CallMedia(object_store(settings))
         self.dial_jobs = DialJobReader(self.redis, self.keys)
         self.registry = WorkerRegistry(self.redis, self.keys, heartbeat_ttl_s=settings.worker_heartbeat_ttl_s)
         self.profiles = AgentProfiles.load(settings.agent_profiles_path, settings.transfer_sip_hosts)
@@ -201,7 +204,7 @@ def create_app(settings: WorkerSettings | None = None) -> FastAPI:
                     await websocket.close(code=CLOSE_PROTOCOL_ERROR, reason=reason[:120])
             return
         session = CallSession(setup=setup, websocket=websocket, settings=settings, store=state.store,
-                              registry=state.registry)
+                              registry=state.registry, media=state.media)
         state.calls[call_sid] = session
         log.info("call attached: profile=%s direction=%s", setup.profile.name, setup.direction)
         await session.run()

@@ -15,11 +15,12 @@ from typing import Any
 
 from fastapi import WebSocket
 from opentelemetry.trace import SpanKind
-from pipecat.frames.frames import EndFrame, MetricsFrame, TTSSpeakFrame
+from pipecat.frames.frames import EndFrame, LLMRunFrame, MetricsFrame, TTSSpeakFrame
 from pipecat.workers.runner import WorkerRunner
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from voicebot_core import metrics, telemetry
+from voicebot_core.call_media import CallMedia
 from voicebot_core.calls import CallStore
 from voicebot_core.registry import WorkerRegistry
 from voicebot_core.vocabulary import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, is_terminal_status
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 class CallSession(CallEvents):
     def __init__(self, *, setup: CallSetup, websocket: WebSocket, settings: WorkerSettings, store: CallStore,
-                 registry: WorkerRegistry) -> None:
+                 registry: WorkerRegistry, media: CallMedia) -> None:
         self.setup = setup
         self.call_sid = setup.call_sid
         self.profile = setup.profile
@@ -48,7 +49,7 @@ class CallSession(CallEvents):
         self.tracker = MarkTracker()
         self.playback = PlaybackClock()
         self.tracker.on_resolved.append(self._on_utterance_resolved)
-        self._record = CallRecordWriter(setup, settings, store, registry)
+        self._record = CallRecordWriter(setup, settings, store, registry, media)
         self._idle = IdleTimer(self.profile, self.call_sid, speak=self.speak, give_up=self._hang_up_on_silence)
         self._control = CallControl(
             call_sid=self.call_sid, profile=self.profile, settings=settings, end=self.end, tracker=self.tracker,
@@ -96,6 +97,9 @@ class CallSession(CallEvents):
             self._spawn(prewarm(prompts, services.pipeline_sample_rate))
         if not self.setup.resumed_messages:
             await self.speak(profile.greeting_for(self.setup.direction, self.setup.variables))
+        elif self.setup.resumed_messages[-1].get("role") == "user":
+            # The caller finished a turn that the worker before this one never answered: answer it now.
+            await pipeline.pipeline_worker.queue_frame(LLMRunFrame())
         prefill = getattr(services.llm, "prefill", None)
         if prefill is not None:
             # local LLM: process the prompt while the greeting plays, not on the first turn
@@ -230,10 +234,11 @@ class CallSession(CallEvents):
         await self._checkpoint()
 
     def on_audio_recorded(self, audio: bytes, sample_rate: int, num_channels: int) -> None:
-        self._record.write_recording(audio, sample_rate, num_channels)
+        self._record.recording.add(audio, sample_rate, num_channels)
 
     async def _checkpoint(self) -> None:
-        await self._record.checkpoint(self._pipeline.context if self._pipeline is not None else None)
+        await self._record.checkpoint(self._pipeline.context if self._pipeline is not None else None,
+                                      self.tracker.utterances)
 
     def _on_utterance_resolved(self, utterance: BotUtterance) -> None:
         self._control.on_utterance_resolved(utterance)

@@ -80,7 +80,10 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
     )
     context = _context(setup, services, tools.register(services.llm))
     aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings))
-    recorder = AudioBufferProcessor(num_channels=2, auto_start_recording=profile.record)
+    rate = services.pipeline_sample_rate
+    # buffer_size (bytes of one 16-bit track) cuts the recording into segments the worker stores as it goes
+    recorder = AudioBufferProcessor(sample_rate=rate, num_channels=2, auto_start_recording=profile.record,
+                                    buffer_size=int(settings.worker_recording_segment_s * rate) * 2)
     pipeline = Pipeline([
         transport.input(),
         StreamEventsProcessor(events),
@@ -95,7 +98,6 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         recorder,
         aggregators.assistant(),
     ])
-    rate = services.pipeline_sample_rate
     # With tracing on, pipecat's conversation span is a child of our call.session span (the
     # current span here) and its turn/stt/llm/tts spans hang below it.
     pipeline_worker = PipelineWorker(

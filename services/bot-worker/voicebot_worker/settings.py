@@ -27,7 +27,9 @@ class WorkerSettings(CommonSettings):
     worker_advertise_url: str = Field("",
                                       description="ws://host:port the gateway dials; default ws://127.0.0.1:{port}.")
     worker_capacity: int = Field(4, ge=1, description="Concurrent calls this worker accepts.")
-    worker_recordings_dir: str = Field("recordings", description="Stereo WAV per call: caller left, bot right.")
+    worker_recording_segment_s: float = Field(
+        5.0, gt=0, le=300, description="The stereo recording (caller left, bot right) is stored in segments of "
+        "this many seconds as the call goes: a worker that dies loses at most the last one.")
     worker_heartbeat_interval_s: float = Field(2.0, gt=0, description="Registry heartbeat period.")
     worker_heartbeat_ttl_s: float = Field(10.0, gt=0, description="Registry entry lifetime without a heartbeat.")
     worker_drain_timeout_s: float = Field(600.0, ge=0, description="On SIGTERM, wait this long for live calls.")

@@ -15,7 +15,7 @@ from voicebot_core.logs import setup_logging
 from voicebot_core.redis_client import connect
 from voicebot_core.settings import load_settings
 from voicebot_core.telemetry import setup_tracing
-from voicebot_dialer import routes_calls, routes_campaigns
+from voicebot_dialer import routes_call_media, routes_calls, routes_campaigns
 from voicebot_dialer.api_keys import ApiKeyError, ApiKeys
 from voicebot_dialer.auth import Auth
 from voicebot_dialer.body_limit import BodySizeLimit
@@ -64,6 +64,7 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(routes_calls.build_router(dialer, settings, auth))
+    app.include_router(routes_call_media.build_router(dialer, auth))
     app.include_router(routes_campaigns.build_router(dialer, settings, auth))
     install_openapi(app, settings)
     return app

@@ -43,11 +43,10 @@ class Cancellation:
             if state not in TERMINAL_DIAL_JOB_STATES:
                 self.cancel(job_id)
 
-    def _notify_canceled(self, job_ids: list[str]) -> None:
-        """Webhooks for jobs the bulk path canceled (their events are already stored)."""
-        if not job_ids or not self._parts.lifecycle.sends_webhooks:
+    def _notify_canceled(self, events: list[dict[str, Any]]) -> None:
+        """Webhooks of the job.canceled events the bulk path stored (same event ids)."""
+        if not events or not self._parts.lifecycle.sends_webhooks:
             return
-        for job in self._parts.jobs.webhook_targets(job_ids):
-            self._parts.lifecycle.send_webhook(job, {
-                "dial_job_id": job["id"], "kind": "job.canceled", "at": time.time(), "state": "canceled",
-                "outcome": "canceled", "attempt": job["attempt"]})
+        targets = self._parts.jobs.webhook_targets([event["dial_job_id"] for event in events])
+        for job, event in zip(targets, events, strict=True):
+            self._parts.lifecycle.send_webhook(job, event)

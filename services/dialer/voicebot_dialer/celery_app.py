@@ -3,7 +3,8 @@
 acks_late + reject_on_worker_lost: a task whose worker dies is delivered again; the tasks are
 idempotent (dispatch tokens, per-job locks, callback fingerprints), so a redelivery is harmless.
 Every worker also runs a small dispatcher thread that turns due jobs in the Redis schedule into
-placement tasks and reconciles placements a dead worker left behind.
+placement tasks (and due webhook retries into delivery tasks) and reconciles placements a dead
+worker left behind.
 
 Run it with `python -m voicebot_dialer.worker` (worker.py): the prefork pool's processes count
 placements, retries and outcomes, and prometheus_client's multiprocess mode brings their values to
@@ -16,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from typing import Unpack
 
 from celery import Celery, signals
 from opentelemetry.trace import SpanKind
@@ -32,9 +34,11 @@ from voicebot_dialer.enqueue import (
     broker_transport_options,
     webhook_emitter,
 )
-from voicebot_dialer.event_webhooks import WebhookRejected, deliver
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import get_settings
+from voicebot_dialer.webhook_delivery import WebhookDelivery
+from voicebot_dialer.webhook_outbox import PendingDelivery, WebhookOutbox
+from voicebot_dialer.webhook_schedule import RetrySchedule
 
 RECONCILE_EVERY_S = 2.0
 
@@ -56,6 +60,7 @@ app.conf.update(
 )
 
 _service: DialerService | None = None
+_webhooks: WebhookDelivery | None = None
 _service_lock = threading.Lock()
 
 
@@ -65,6 +70,18 @@ def service() -> DialerService:
         if _service is None:
             _service = DialerService(settings, emit_webhook=webhook_emitter(app))
         return _service
+
+
+def webhooks() -> WebhookDelivery:
+    global _webhooks
+    dialer = service()
+    with _service_lock:
+        if _webhooks is None:
+            schedule = RetrySchedule(settings.dialer_webhook_backoff_base_s, settings.dialer_webhook_backoff_cap_s,
+                                     settings.dialer_webhook_retry_period_s)
+            _webhooks = WebhookDelivery(WebhookOutbox(dialer.redis, dialer.keys),
+                                        settings.dialer_webhook_secret.get_secret_value(), schedule)
+        return _webhooks
 
 
 def send_placement(job_id: str, attempt: int, token: str) -> None:
@@ -87,20 +104,24 @@ def handle_call_status(dial_job_id: str, attempt: int, kind: str, params: dict[s
     return service().handle_callback(dial_job_id, int(attempt), kind, params)
 
 
-@app.task(name=DELIVER_WEBHOOK_TASK, bind=True, max_retries=settings.dialer_webhook_max_retries)
-def deliver_webhook(self, url: str, event: dict) -> int:
-    try:
-        return deliver(url, event, settings.dialer_webhook_secret.get_secret_value())
-    except WebhookRejected as exc:
-        raise self.retry(countdown=min(2 ** self.request.retries, 300), exc=exc) from None
+@app.task(name=DELIVER_WEBHOOK_TASK)
+def deliver_webhook(url: str, event: dict, retry: int = 0, first_at: float | None = None) -> str:
+    # A failed attempt's next one waits in Redis (webhook_outbox), not in a Celery countdown.
+    return webhooks().attempt(url, event, retry, first_at)
+
+
+def send_webhook_retry(**delivery: Unpack[PendingDelivery]) -> None:
+    app.send_task(DELIVER_WEBHOOK_TASK, kwargs=delivery, queue=DIALER_QUEUE)
 
 
 class DispatchLoop(threading.Thread):
-    """Moves due jobs from the Redis schedule to the queue and reconciles; every worker runs one."""
+    """Moves due jobs and due webhook retries from Redis to the queue and reconciles; every worker
+    runs one."""
 
-    def __init__(self, dialer: DialerService) -> None:
+    def __init__(self, dialer: DialerService, webhook_delivery: WebhookDelivery | None = None) -> None:
         super().__init__(name="dial-dispatcher", daemon=True)
         self._dialer = dialer
+        self._webhooks = webhook_delivery
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -111,6 +132,8 @@ class DispatchLoop(threading.Thread):
                 self._dialer.promote_waiting()
                 while self._dialer.dispatch_due(send_placement) > 0:
                     pass
+                if self._webhooks is not None:
+                    self._webhooks.queue_due(send_webhook_retry, self._dialer.settings.dialer_dispatch_lease_s)
                 now = time.monotonic()
                 if now - last_reconcile > RECONCILE_EVERY_S:
                     last_reconcile = now
@@ -177,7 +200,7 @@ def _start_dispatcher(**_: object) -> None:
     global _dispatcher
     setup_logging("dialer-worker", settings.log_level, settings.log_json, settings.mask_phone_numbers)
     _setup_tracing()
-    _dispatcher = DispatchLoop(service())
+    _dispatcher = DispatchLoop(service(), webhooks())
     _dispatcher.start()
     if settings.dialer_metrics_port:
         try:

@@ -23,7 +23,8 @@ DELIVER_WEBHOOK_TASK = "voicebot_dialer.deliver_webhook"
 
 
 def webhook_emitter(app: Celery) -> Callable[[str, dict[str, Any]], None]:
-    """Queue an event for delivery to a customer's webhook (`event_webhooks.deliver`, retried)."""
+    """Queue an event's first delivery attempt to a customer's webhook (`webhook_delivery`: later
+    attempts wait in Redis)."""
 
     def emit(url: str, event: dict[str, Any]) -> None:
         app.send_task(DELIVER_WEBHOOK_TASK, kwargs={"url": url, "event": event}, queue=DIALER_QUEUE)

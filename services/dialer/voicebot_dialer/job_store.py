@@ -50,6 +50,11 @@ def new_job_id() -> str:
     return "dj_" + uuid.uuid4().hex
 
 
+def new_event_id() -> str:
+    """Names one event for good: webhook receivers drop repeats of an id they have seen."""
+    return "ev_" + uuid.uuid4().hex
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
@@ -131,7 +136,7 @@ class JobStore:
         self._redis.hset(self._keys.dial_job(job_id), mapping=encode_fields({**fields, "updated_at": time.time()}))
 
     def add_event(self, job_id: str, kind: str, **data: Any) -> dict[str, Any]:
-        event = {"dial_job_id": job_id, "kind": kind, "at": time.time(), **data}
+        event = {"event_id": new_event_id(), "dial_job_id": job_id, "kind": kind, "at": time.time(), **data}
         payload = json.dumps(event)
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.rpush(self._keys.dial_job_events(job_id), payload)

@@ -112,6 +112,26 @@ class Lifecycle:
         if reason == "calling-window":
             self.event(job, "deferred", reason=reason, due_at=due_at)
 
+    def defer_rate_limited(self, job: dict[str, Any], due_at: float, retry_after_s: float) -> None:
+        """Twilio answered the create 429, so it made no call: the same attempt, not before `due_at`
+        (Retry-After has passed); `rate_limited` counts these for the whole job."""
+        self._set(job, rate_limited=int(job.get("rate_limited") or 0) + 1)
+        self.event(job, "placement_rate_limited", retry_after_s=retry_after_s, due_at=due_at)
+        self.reschedule(job, due_at, "twilio-rate-limit")
+
+    def look_up_later(self, job: dict[str, Any], error: str, again_at: float) -> None:
+        """Twilio could not tell whether the placing attempt has a call: still 'placing', asked again
+        at `again_at`; `lookup_failures` counts the failed look-ups of this attempt."""
+        self._set(job, lookup_failures=int(job.get("lookup_failures") or 0) + 1)
+        self.event(job, "placement_lookup_failed", error=error, failures=job["lookup_failures"],
+                   again_at=again_at)
+
+    def look_up_once_more(self, job: dict[str, Any], again_at: float) -> None:
+        """Twilio lists no call of the placing attempt yet: still 'placing', looked up again at
+        `again_at`, when a second 'none' ends the attempt."""
+        self._set(job, lookup_missed="1")
+        self.event(job, "placement_not_found", again_at=again_at)
+
     def park(self, job: dict[str, Any]) -> None:
         """Hold a paused campaign's job out of the schedule until it resumes."""
         self._forget_placement(job)
@@ -158,7 +178,7 @@ class Lifecycle:
             due_at = due_within_window(job, time.time() + policy.delay_before(next_attempt))
             self._forget_placement(job)
             self._set(job, state="scheduled", attempt=next_attempt, due_at=due_at, call_sid="",
-                      answered_by="", dispatch_token="")
+                      answered_by="", dispatch_token="", lookup_failures=0, lookup_missed="")
             self.queues.schedule(job["id"], due_at)
             DIAL_RETRIES.labels(reason=result).inc()
             self.event(job, "retry_scheduled", reason=result, due_at=due_at)

@@ -30,12 +30,22 @@ end
 return ids
 """
 
+# KEYS[1] placing. ARGV: job id, stuck before, new score. Claims a stuck placement for one
+# reconciler and keeps it in 'placing' (re-scored), so a reconciler dying mid-look-up loses nothing.
+_CLAIM_STUCK_LUA = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"""
+
 
 class PlacementQueues:
     def __init__(self, redis_client: redis.Redis, keys: RedisKeys) -> None:
         self._redis = redis_client
         self._keys = keys
         self._claim = redis_client.register_script(_CLAIM_LUA)
+        self._claim_stuck = redis_client.register_script(_CLAIM_STUCK_LUA)
 
     # the schedule
     def schedule(self, job_id: str, due_at: float) -> None:
@@ -69,6 +79,15 @@ class PlacementQueues:
 
     def placing_since(self, before: float) -> list[str]:
         return self._redis.zrangebyscore(self._keys.dial_placing(), "-inf", before)
+
+    def claim_stuck(self, job_id: str, before: float, rescore: float) -> bool:
+        """Claim a job placing since `before` for one look-up (False: another reconciler has it, or
+        it is placing no more); it stays listed at `rescore`, which `placing_since` finds later."""
+        return bool(self._claim_stuck(keys=[self._keys.dial_placing()], args=[job_id, before, rescore]))
+
+    def recheck_placing(self, job_id: str, score: float) -> None:
+        """Keep a placing job listed, found by `placing_since` once its cutoff passes `score`."""
+        self._redis.zadd(self._keys.dial_placing(), {job_id: score}, xx=True)
 
     def forget_placement(self, job_id: str) -> None:
         with self._redis.pipeline(transaction=False) as pipe:

@@ -16,8 +16,11 @@ class DialEvent(BaseModel):
     """One dial job event; each kind adds its own fields (`state`, `call_status`, `attempt`, ...)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"example": {
-        "id": "1764489600000-0", "dial_job_id": "dj_3f1c0b9e2a7d4c55", "kind": "job.created", "at": 1764489600.0}})
+        "id": "1764489600000-0", "event_id": "ev_0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "dial_job_id": "dj_3f1c0b9e2a7d4c55", "kind": "job.created", "at": 1764489600.0}})
     id: str | None = Field(None, description="Stream id (pass the page's `next` as `after`); only on /v1/events.")
+    event_id: str | None = Field(None, description="Unique id of the event (`ev_` + 32 hex), the same in every "
+                                 "webhook delivery of it (`Voicebot-Event-Id`): receivers de-duplicate on it.")
     dial_job_id: str
     kind: str = Field(description="job.created, placed, call.status, call.amd, retry_scheduled, deferred, "
                                   "job.completed, job.failed, job.canceled, ...")
@@ -44,7 +47,8 @@ class CallView(BaseModel):
     state: DialJobState = Field(description="scheduled, dispatched, placing, ringing, in-progress, completed, "
                                             "failed or canceled.")
     outcome: str = Field("", description="How it ended: completed, machine, busy, no-answer, failed, "
-                                         "placement-error, placement-lost, do-not-call, canceled.")
+                                         "placement-error, placement-lost, placement-unknown, rate-limited, "
+                                         "do-not-call, canceled.")
     to: str
     from_: str = Field(alias="from")
     agent_profile: str
@@ -67,7 +71,18 @@ class CallDetail(CallView):
     attempts: list[Attempt]
     events: list[DialEvent]
     transcript: list[dict[str, Any]] | None = Field(None, description="Turns of the call record; null before.")
-    recording_url: str = ""
+    recording_url: str = Field("", description="Twilio's recording URL when Twilio recorded the call, else "
+                               "`/v1/calls/{id}/recording` once the bot-worker stored a recording; empty before.")
+
+
+class CallTranscript(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "call_sid": "CA0123456789abcdef0123456789abcdef",
+        "entries": [{"role": "assistant", "text": "Hello, this is Ava.", "at": 1764489600.12},
+                    {"role": "user", "text": "Hi, I'd like to book a table.", "at": 1764489603.4}]}})
+    call_sid: str
+    entries: list[dict[str, Any]] = Field(description="Turns in order: `role` (user or assistant), `text`, `at` "
+                                          "(Unix time the turn started); interrupted bot turns hold what was heard.")
 
 
 class CallPage(BaseModel):

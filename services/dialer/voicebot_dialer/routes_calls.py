@@ -110,10 +110,12 @@ def build_router(dialer: DialerService, settings: DialerSettings, auth: Auth) ->
         view = job_view(dialer.store, job, detail=True)
         if job.get("call_sid"):
             # The gateway and the bot-worker write the call record (voicebot_core.calls.CallStore);
-            # Twilio's own recording (RecordingUrl of the final callback) wins over the bot-worker's.
+            # Twilio's own recording (RecordingUrl of the final callback) wins over the bot-worker's,
+            # which only this API serves (routes_call_media).
             record = dialer.call_records.record(job["call_sid"])
             view["transcript"] = dialer.call_records.transcript(job["call_sid"])
-            view["recording_url"] = job.get("recording_url") or (record.recording if record else "")
+            worker_recording = f"/v1/calls/{job_id}/recording" if record and record.recording else ""
+            view["recording_url"] = job.get("recording_url") or worker_recording
         return view
 
     def _cancel(job_id: str) -> dict[str, Any]:

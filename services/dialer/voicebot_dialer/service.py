@@ -11,7 +11,9 @@ from typing import Any
 
 from twilio.rest import Client
 
+from voicebot_core.call_media import CallMedia
 from voicebot_core.calls import CallRecordReader
+from voicebot_core.object_store import object_store
 from voicebot_core.redis_client import connect_sync
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_dialer.callbacks import Callbacks
@@ -44,6 +46,7 @@ class DialerService:
         self.queues = PlacementQueues(self.redis, self.keys)
         self.capacity = CapacityGate(self.redis, self.keys, settings.dialer_require_capacity, settings.stale_call_s)
         self.call_records = CallRecordReader(self.redis, self.keys)
+        self.media = CallMedia(object_store(settings))  # recordings and transcripts
         # work
         self.calls = TwilioCalls(settings, twilio_client)
         self.lifecycle = Lifecycle(self.store, self.queues, self.capacity, emit_webhook)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from voicebot_core.settings import CommonSettings, env_name, is_public_default
 from voicebot_dialer.api_keys import parse_keys
+
+PLACING_MARGIN_S = 1.0  # between marking a job 'placing' and the create request, and clock steps
 
 
 class DialerSettings(CommonSettings):
@@ -33,7 +35,13 @@ class DialerSettings(CommonSettings):
     dialer_default_profile: str = Field("", description="Agent profile when a request names none.")
     dialer_account_cps: float = Field(1.0, description="Calls per second for the whole Twilio account.")
     dialer_number_cps: float = Field(1.0, description="Calls per second per caller-ID number.")
-    dialer_rate_window_s: float = Field(1.0, description="Window the CPS limits apply to.")
+    dialer_rate_window_s: float = Field(
+        1.1, description="How long each granted token counts against its CPS limit: Twilio's 1 s plus a safety "
+        "margin (DIALER_RATE_WINDOW_S - 1 - DIALER_RATE_SEND_WITHIN_S absorbs variation in network delay; see "
+        "docs/dialer-api.md, Pacing).")
+    dialer_rate_send_within_s: float = Field(
+        0.03, ge=0.005, description="A create is written to Twilio's connection at most this long after its token "
+        "was granted; an older token is replaced by a fresh one first.")
     dialer_require_capacity: bool = Field(True, description="Place only when a bot-worker slot is free.")
     dialer_ring_timeout_s: int = Field(30, description="Seconds Twilio lets the callee's phone ring.")
     dialer_amd_mode: str = Field("async", description="'async' (AsyncAmd callback) or 'sync' (TwiML).")
@@ -43,10 +51,46 @@ class DialerSettings(CommonSettings):
     dialer_dispatch_lease_s: float = Field(60.0, description="Re-dispatch a queued job after this long.")
     dialer_max_inflight: int = Field(50, description="Placement tasks queued but not started, at most.")
     dialer_placing_timeout_s: float = Field(30.0, description="Reconcile a job stuck in 'placing' after.")
+    dialer_twilio_timeout_s: float = Field(
+        0.0, ge=0, description="Total time one Twilio REST request may take (connect and answer); 0: "
+        "DIALER_PLACING_TIMEOUT_S - 1, at most 10. Must end 1 s before the placing timeout, so the reconciler "
+        "never looks for a call whose create is still in flight.")
+
+    @model_validator(mode="after")
+    def _twilio_timeout_before_placing_timeout(self) -> DialerSettings:
+        # The reconciler takes 'no such call' as final only once no create can still be in flight.
+        limit = self.dialer_placing_timeout_s - PLACING_MARGIN_S
+        if limit <= 0 or self.twilio_timeout_s > limit:
+            raise ValueError(
+                f"{env_name('dialer_twilio_timeout_s')} ({self.twilio_timeout_s:g}s) must end at least "
+                f"{PLACING_MARGIN_S:g}s before {env_name('dialer_placing_timeout_s')} "
+                f"({self.dialer_placing_timeout_s:g}s): a create still in flight would be looked up as lost")
+        return self
+
+    @model_validator(mode="after")
+    def _rate_margin_covers_send_delay(self) -> DialerSettings:
+        # Two creates a token apart may be written up to send_within closer than their grants.
+        if self.dialer_rate_window_s < 1.0 + self.dialer_rate_send_within_s:
+            raise ValueError(
+                f"{env_name('dialer_rate_window_s')} ({self.dialer_rate_window_s:g}s) must be at least 1 s plus "
+                f"{env_name('dialer_rate_send_within_s')} ({self.dialer_rate_send_within_s:g}s), or two creates "
+                "could reach Twilio within one second beyond the CPS limit")
+        return self
+
+    @property
+    def twilio_timeout_s(self) -> float:
+        return self.dialer_twilio_timeout_s or min(10.0, self.dialer_placing_timeout_s - PLACING_MARGIN_S)
+
     dialer_webhook_secret: SecretStr = Field(
         SecretStr("change-me-webhook-secret"),
         description="HMAC-SHA256 key signing event webhooks. The default is for development mode only.")
-    dialer_webhook_max_retries: int = Field(6, description="Delivery attempts after the first.")
+    dialer_webhook_retry_period_s: float = Field(
+        86_400.0, gt=0, description="Event webhooks not answered 2xx are attempted again for this long after the "
+        "first attempt (the last attempt falls on its end at the latest).")
+    dialer_webhook_backoff_base_s: float = Field(1.0, gt=0, description="Longest wait before a webhook's first "
+                                                 "retry; each next wait's bound doubles.")
+    dialer_webhook_backoff_cap_s: float = Field(300.0, gt=0, description="Longest wait between two attempts "
+                                                "of a webhook (waits are 50-100% of their bound).")
     dialer_metrics_host: str = Field("0.0.0.0", description="Celery worker metrics bind address.")
     dialer_metrics_port: int = Field(9808, description="Celery worker metrics port; 0 disables.")
 

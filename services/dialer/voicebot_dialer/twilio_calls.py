@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
@@ -11,9 +12,10 @@ from twilio.rest import Client
 from twilio.rest.api.v2010.account.call import CallInstance
 
 from voicebot_core.tickets import outbound_url_token
-from voicebot_core.twilio_rest import call_is_gone, make_client
+from voicebot_core.twilio_rest import call_is_gone
 from voicebot_core.vocabulary import STATUS_CALLBACK_EVENTS
 from voicebot_dialer.settings import DialerSettings
+from voicebot_dialer.twilio_http import DialerHttpClient, before_write
 
 
 def outbound_urls(settings: DialerSettings, job_id: str, attempt: int) -> dict[str, str]:
@@ -48,7 +50,8 @@ def create_params(settings: DialerSettings, job: dict[str, Any], attempt: int) -
 
 
 class TwilioCalls:
-    """The Calls resource of the deployment's Twilio account (or the emulator), client made on first use."""
+    """The Calls resource of the deployment's Twilio account (or the emulator), client made on first use;
+    each request ends within `DialerSettings.twilio_timeout_s` (`DialerHttpClient`)."""
 
     def __init__(self, settings: DialerSettings, client: Client | None = None) -> None:
         self._settings = settings
@@ -56,13 +59,27 @@ class TwilioCalls:
 
     @cached_property
     def client(self) -> Client:
-        return self._client or make_client(self._settings.twilio_account_sid,
-                                           self._settings.twilio_auth_token.get_secret_value(),
-                                           self._settings.twilio_api_base_url)
+        settings = self._settings
+        return self._client or Client(
+            settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(),
+            http_client=DialerHttpClient(settings.twilio_api_base_url, settings.twilio_timeout_s))
 
-    def place(self, job: dict[str, Any], attempt: int) -> str:
-        """Returns the new CallSid; raises TwilioRestException when Twilio refuses the call."""
-        return self.client.calls.create(**create_params(self._settings, job, attempt)).sid
+    def warm_up(self) -> None:
+        """Make the next create quick to leave: the SDK's lazily imported Calls resource loaded and
+        a connection to Twilio open (`DialerHttpClient.warm_up`)."""
+        _ = self.client.calls  # imports the resource's modules on first use (hundreds of ms)
+        if isinstance(self.client.http_client, DialerHttpClient):
+            self.client.http_client.warm_up()
+
+    def place(self, job: dict[str, Any], attempt: int, check_before_write: Callable[[], None] | None = None) -> str:
+        """Returns the new CallSid; raises what `create_errors.classify` sorts (refused, rate limited,
+        uncertain: Twilio may have the call, unreachable), or what `check_before_write` raised (nothing
+        was sent). `check_before_write` runs with the connection up, just before the request is written."""
+        params = create_params(self._settings, job, attempt)
+        if check_before_write is None:
+            return self.client.calls.create(**params).sid
+        with before_write(check_before_write):
+            return self.client.calls.create(**params).sid
 
     def hang_up(self, call_sid: str, before_answer: bool) -> None:
         self._update(call_sid, status="canceled" if before_answer else "completed")

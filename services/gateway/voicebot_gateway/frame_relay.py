@@ -32,6 +32,7 @@ from voicebot_gateway.ws_frames import (
 TWILIO_DONE = "twilio"  # stop, close or hang-up: no re-attach
 WORKER_DONE = "worker"  # the worker closed normally: the call is over
 WORKER_LOST = "lost"  # abnormal close, reset or silence: re-attach
+WORKER_REFUSED = "refused"  # the worker closed with 1013 (full, draining): it never took the call, try another
 FAILED = "failed"  # a malformed frame from Twilio: the stream's `error` says which
 
 CLOSE_WAIT_S = 3.0  # a close frame unanswered this long: the socket is aborted

@@ -282,6 +282,10 @@ class StreamRelayProtocol(FrameRelay):
         self.peer = None
         if self.phase == "relaying":
             self.phase = "attaching"
+        # a worker that stopped reading (frozen) paused our reads (backpressure); its socket is gone
+        # without a resume_writing: read on, or the next worker would never get Twilio's frames
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def held(self) -> bytes:
         """What a worker attached now is sent first."""

@@ -1,9 +1,10 @@
 """The call of one byte-level relayed stream: attaching workers to Twilio's socket, and the ticks.
 
 `RelaySession` is the `StreamCall` of `media_relay.StreamRelayProtocol`: it connects
-`WorkerConnection`s, attaches each to Twilio's socket until one side ends (a worker lost midway
-is replaced, Twilio's frames wait meanwhile), and once a second flushes the frame counters and
-runs both sockets' keepalives.
+`WorkerConnection`s, attaches each to Twilio's socket until one side ends (a worker lost midway,
+or one that closes with 1013, is replaced; Twilio's frames wait meanwhile), and on a tick (a third
+of the worker liveness timeout) checks that the worker is alive, flushes the frame counters once
+a second and runs Twilio's keepalive.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from voicebot_core.twilio_protocol import StreamStart
 from voicebot_core.vocabulary import CLOSE_NORMAL
-from voicebot_gateway.frame_relay import FAILED, TWILIO_DONE, WORKER_LOST, RelayError
+from voicebot_gateway.frame_relay import FAILED, TWILIO_DONE, WORKER_LOST, WORKER_REFUSED, RelayError
 from voicebot_gateway.state import GatewayState
-from voicebot_gateway.stream_calls import StreamCall
+from voicebot_gateway.stream_calls import RelayEnd, StreamCall
 from voicebot_gateway.worker_link import WorkerConnection
 
 if TYPE_CHECKING:
@@ -24,9 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TICK_S = 1.0  # metrics flush
-WORKER_PING_TICKS = 10  # worker silent this long: ping; silent as long again: lost (ping_interval/timeout 10 s)
-TWILIO_PING_TICKS = 20  # Twilio's side, as uvicorn's ws_ping_interval/timeout 20 s
+LIVENESS_TICKS = 3  # ticks per worker liveness timeout: silent at a tick, pinged; silent at the next, lost
+FLUSH_S = 1.0  # frame counters to Prometheus
+TWILIO_PING_S = 20.0  # Twilio's side, as uvicorn's ws_ping_interval/timeout 20 s
+WORKER_ENDS = {WORKER_LOST: RelayEnd.LOST, WORKER_REFUSED: RelayEnd.REFUSED}  # any other end: DONE
 
 
 class RelaySession(StreamCall[WorkerConnection]):
@@ -41,13 +43,18 @@ class RelaySession(StreamCall[WorkerConnection]):
         self.relay_end: asyncio.Future[str] = self.loop.create_future()  # how the current relay ended
         self.ticks = 0
         self.timer: asyncio.TimerHandle | None = None
+        # a worker that stops answering without closing (hung, frozen, network cut) is heard of only by
+        # its silence: the tick is short enough to move its call within the liveness timeout
+        self.tick_s = state.settings.gateway_worker_liveness_timeout_s / LIVENESS_TICKS
+        self.flush_ticks = max(1, round(FLUSH_S / self.tick_s))
+        self.twilio_ping_ticks = max(1, round(TWILIO_PING_S / self.tick_s))
 
     def start(self, tasks: set[asyncio.Task]) -> None:
         """Run the call as a task uvicorn's shutdown knows about, and the ticks."""
         task = self.loop.create_task(self.run())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        self.timer = self.loop.call_later(TICK_S, self._tick)
+        self.timer = self.loop.call_later(self.tick_s, self._tick)
 
     # --- StreamCall -----------------------------------------------------------------------------
     async def read_start(self) -> StreamStart:
@@ -57,7 +64,7 @@ class RelaySession(StreamCall[WorkerConnection]):
         return await asyncio.wait_for(WorkerConnection.open(self.loop, address, self.call_sid, ticket),
                                       self.state.settings.gateway_worker_connect_timeout_s)
 
-    async def relay(self, worker: WorkerConnection) -> bool:
+    async def relay(self, worker: WorkerConnection) -> RelayEnd:
         """Attach the worker, send it connected, start and what came meanwhile; wait for the end."""
         twilio = self.twilio
         if self.relay_end.done():  # Twilio left (or broke a frame) while we were attaching
@@ -66,11 +73,14 @@ class RelaySession(StreamCall[WorkerConnection]):
             if twilio.pending:  # what came before the stop
                 worker.transport.write(twilio.held())
             worker.close(CLOSE_NORMAL)
-            return self.relay_end.result() == WORKER_LOST
+            return RelayEnd.DONE
         self.worker = worker
         relay_end = self.relay_end
-        twilio.attach(worker.transport)
-        worker.attach(self, twilio.transport)  # may end it at once: what the worker sent meanwhile goes now
+        # what the worker sent meanwhile goes now, and may end the relay at once (a 1013 close): then
+        # Twilio's held frames stay held for the next worker
+        worker.attach(self, twilio.transport)
+        if not relay_end.done():
+            twilio.attach(worker.transport)
         how = await asyncio.shield(relay_end)
         if how == FAILED:
             raise twilio.error
@@ -78,7 +88,7 @@ class RelaySession(StreamCall[WorkerConnection]):
             worker.close(CLOSE_NORMAL)
         if how == WORKER_LOST:
             log.warning("worker stream broke: %s", worker.lost_reason)
-        return how == WORKER_LOST
+        return WORKER_ENDS.get(how, RelayEnd.DONE)
 
     async def detach(self, worker: WorkerConnection) -> None:
         self._detach(worker)
@@ -112,21 +122,22 @@ class RelaySession(StreamCall[WorkerConnection]):
             return
         self.twilio.detach()
         self.relay_end.set_result(how)
-        if how == WORKER_LOST:  # what Twilio does from now on concerns the next worker
+        if how in WORKER_ENDS:  # what Twilio does from now on concerns the next worker
             self.relay_end = self.loop.create_future()
 
-    # --- metrics and keepalive, once a tick ----------------------------------------------------------
+    # --- worker liveness, metrics and Twilio's keepalive, on ticks ---------------------------------
     def _tick(self) -> None:
         twilio = self.twilio
-        twilio.flush_counter()
         worker = self.worker
-        if worker is not None:
-            worker.flush_counter()
+        self.ticks += 1
+        if self.ticks % self.flush_ticks == 0 or twilio.closed:
+            twilio.flush_counter()
+            if worker is not None:
+                worker.flush_counter()
         if twilio.closed:
             return
-        self.ticks += 1
-        if self.ticks % WORKER_PING_TICKS == 0 and worker is not None:
-            worker.keepalive()
-        if self.ticks % TWILIO_PING_TICKS == 0:
+        if worker is not None:
+            worker.keepalive()  # silent since the last tick: ping; still silent at the next: lost
+        if self.ticks % self.twilio_ping_ticks == 0:
             twilio.keepalive()
-        self.timer = self.loop.call_later(TICK_S, self._tick)
+        self.timer = self.loop.call_later(self.tick_s, self._tick)

@@ -31,7 +31,16 @@ class GatewaySettings(CommonSettings):
     gateway_drain_timeout_s: float = Field(3600.0, description="SIGTERM: longest wait for open streams.")
     gateway_max_body_bytes: int = Field(64 * 1024, description="Largest webhook body accepted.")
     gateway_worker_connect_timeout_s: float = Field(3.0, description="Opening the stream to a bot-worker.")
-    gateway_worker_attempts: int = Field(3, description="Workers tried before the caller gets the busy message.")
+    gateway_worker_attempts: int = Field(
+        3, description="Workers tried (a refused upgrade or a 1013 close counts) before the caller gets the "
+        "busy message; a re-attach after a worker broke gets as many again.")
+    gateway_worker_liveness_timeout_s: float = Field(
+        1.5, gt=0, description="A worker stream that has sent nothing, not even a pong to the pings the gateway "
+        "sends every third of this, is declared lost this long after the last thing it sent (at the latest) and "
+        "the call is re-attached to another worker. A worker whose event loop stalls longer loses its calls.")
+    gateway_outbound_hold_s: float = Field(
+        150.0, description="A dialer's hold on a slot for an outbound call counts against other calls this long "
+        "(as the dialer's stale window: dialer_ring_timeout_s + 120 s).")
     gateway_busy_message: str = "Sorry, all of our agents are busy right now. Please call again later."
     gateway_validate_signatures: bool = Field(True, description="Never disable in production.")
     gateway_redis_max_connections: int = Field(

@@ -1,10 +1,11 @@
 """The call behind a media stream, as both relays run it; they differ only in how frames move.
 
 `StreamCall.run` is one stream's life: wait for `connected`/`start` and check the call SID, reserve
-a worker slot and connect with a ticket (skipping workers that refuse), pin the call to the worker,
-relay until one side ends, re-attach to another worker when the worker's side broke, the busy
-message when no worker is free, the call events and metrics, and the drain accounting. A relay
-subclasses it with its way of reading the start, connecting, relaying and closing.
+a worker slot and connect with a ticket (skipping workers that refuse the upgrade or close with 1013),
+pin the call to the worker, relay until one side ends, re-attach to another worker when the worker's
+side broke, the busy message whenever no worker takes the call, the call events and metrics, and
+the drain accounting. A relay subclasses it with its way of reading the start, connecting, relaying
+and closing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from enum import Enum
 from typing import Generic, TypeVar
 
 from opentelemetry.trace import SpanKind
@@ -23,7 +25,7 @@ from voicebot_core import metrics, telemetry, twiml
 from voicebot_core.signatures import SignatureError
 from voicebot_core.tickets import issue_ticket
 from voicebot_core.twilio_protocol import FrameError, StreamStart
-from voicebot_core.vocabulary import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
+from voicebot_core.vocabulary import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_AGAIN
 from voicebot_gateway.signed_requests import twilio_url
 from voicebot_gateway.state import GatewayState
 
@@ -35,6 +37,21 @@ RELAYED_INBOUND = metrics.FRAMES_RELAYED.labels(direction="inbound")
 RELAYED_OUTBOUND = metrics.FRAMES_RELAYED.labels(direction="outbound")
 
 W = TypeVar("W")  # a relay's connection to a worker
+
+
+class RelayEnd(Enum):
+    """How a worker's part of the call ended (`StreamCall.relay`)."""
+
+    DONE = "done"  # the call is over: Twilio's side ended, or the worker closed normally
+    LOST = "lost"  # the worker's side broke (abnormal close, reset, silence) while Twilio's is open: re-attach
+    REFUSED = "refused"  # the worker closed with 1013 (full, draining): it never took the call, try another
+
+
+def worker_closed(code: int | None) -> RelayEnd:
+    """How the worker closing its stream with `code` (None: no close frame) ends its part."""
+    if code == CLOSE_NORMAL:
+        return RelayEnd.DONE
+    return RelayEnd.REFUSED if code == CLOSE_TRY_AGAIN else RelayEnd.LOST
 
 
 def refuse_upgrade(state: GatewayState, request_url: str, headers: Mapping[str, str],
@@ -53,11 +70,15 @@ def refuse_upgrade(state: GatewayState, request_url: str, headers: Mapping[str, 
     return None
 
 
-async def say_busy(state: GatewayState, call_sid: str) -> None:
-    """No worker free: Twilio speaks the busy message and hangs up (the stream ends)."""
+async def say_busy(state: GatewayState, call_sid: str, mid_call: bool = False) -> None:
+    """No worker takes the call: Twilio speaks the busy message and hangs up (the stream ends).
+    `mid_call`: a worker had the call and broke, and no other one takes it over."""
     metrics.NO_CAPACITY.inc()
     await state.calls.add_event(call_sid, "no-capacity")
-    await state.calls.upsert(call_sid, outcome="rejected", outcome_reason="no free worker")
+    if mid_call:
+        await state.calls.upsert(call_sid, outcome="failed", outcome_reason="no free worker to re-attach to")
+    else:
+        await state.calls.upsert(call_sid, outcome="rejected", outcome_reason="no free worker")
     try:
         busy = twiml.say_and_hang_up(state.settings.gateway_busy_message)
         await asyncio.to_thread(state.twilio.calls(call_sid).update, twiml=busy)
@@ -74,6 +95,8 @@ class StreamCall(ABC, Generic[W]):
     def __init__(self, state: GatewayState, call_sid: str) -> None:
         self.state = state
         self.call_sid = call_sid
+        self.worker_id = ""  # the worker last attached: its slot is released however the stream ends
+        self.attempts_left = state.settings.gateway_worker_attempts  # workers tried for this (re-)attach
 
     @abstractmethod
     async def read_start(self) -> StreamStart:
@@ -84,9 +107,8 @@ class StreamCall(ABC, Generic[W]):
         """The stream to a worker (raises one of `refused` when the worker refuses)."""
 
     @abstractmethod
-    async def relay(self, worker: W) -> bool:
-        """Send the worker `connected`, `start` and on; relay until one side ends.
-        True: the worker's side broke while Twilio's is still open (re-attach)."""
+    async def relay(self, worker: W) -> RelayEnd:
+        """Send the worker `connected`, `start` and on; relay until one side ends."""
 
     @abstractmethod
     async def detach(self, worker: W) -> None:
@@ -104,7 +126,6 @@ class StreamCall(ABC, Generic[W]):
         state.stream_opened()
         metrics.STREAMS_ACTIVE.inc()
         started_at = time.monotonic()
-        worker_id = ""
         try:
             try:
                 start = await asyncio.wait_for(self.read_start(), START_TIMEOUT_S)
@@ -116,37 +137,7 @@ class StreamCall(ABC, Generic[W]):
                                 attrs={"call.sid": call_sid,
                                        "call.direction": start.custom_parameters.get("direction")}):
                 call = await state.calls.record(call_sid)
-                preferred = call.worker_id if call else ""
-                skip: set[str] = set()
-                attached_once = False
-                while True:
-                    opened = await self._open_worker(preferred, skip)
-                    if opened is None:
-                        if not attached_once:
-                            await say_busy(state, call_sid)
-                        else:
-                            await state.calls.add_event(call_sid, "failover-failed")
-                        await self.close(CLOSE_NORMAL)
-                        return
-                    worker_id, worker = opened
-                    await state.calls.upsert(call_sid, worker_id=worker_id, stream_sid=start.stream_sid,
-                                             status="in-progress")
-                    await state.calls.add_event(call_sid, "reattached" if attached_once else "stream-attached",
-                                                worker_id=worker_id)
-                    if not attached_once:
-                        metrics.CALL_SETUP.observe(time.monotonic() - started_at)
-                    log.info("call attached to worker %s", worker_id)
-                    attached_once = True
-                    try:
-                        worker_lost = await self.relay(worker)
-                    finally:
-                        await self.detach(worker)
-                        await state.registry.release(worker_id, call_sid)
-                    if not worker_lost:
-                        break
-                    skip.add(worker_id)
-                    preferred = ""
-                await self.close(CLOSE_NORMAL)
+                await self._attach_and_relay(start, call.worker_id if call else "", started_at)
         except FrameError as exc:
             metrics.STREAM_ERRORS.labels(reason="bad_frame").inc()
             metrics.FRAMES_DROPPED.labels(reason="malformed").inc()
@@ -163,9 +154,9 @@ class StreamCall(ABC, Generic[W]):
                 await self.close(CLOSE_INTERNAL_ERROR)
         finally:
             try:
-                if worker_id:
-                    await state.registry.release(worker_id, call_sid)
-                await state.calls.add_event(call_sid, "stream-ended", worker_id=worker_id)
+                if self.worker_id:
+                    await state.registry.release(self.worker_id, call_sid)
+                await state.calls.add_event(call_sid, "stream-ended", worker_id=self.worker_id)
             except Exception as exc:  # Redis trouble must not leave the stream counted (drain waits on it)
                 log.error("could not record the end of the stream: %s", exc)
             finally:
@@ -173,11 +164,57 @@ class StreamCall(ABC, Generic[W]):
                 state.stream_closed()
                 self.ended()
 
-    async def _open_worker(self, preferred: str, skip: set[str]) -> tuple[str, W] | None:
-        """Reserve a slot and connect; a worker that refuses (full, draining, gone) is skipped."""
+    async def _attach_and_relay(self, start: StreamStart, preferred: str, started_at: float) -> None:
+        """Relay the call through workers until it ends; the busy message (once) when none takes it."""
         state, call_sid = self.state, self.call_sid
-        for _ in range(state.settings.gateway_worker_attempts):
-            reservation = await state.registry.reserve(call_sid, preferred_worker_id=preferred, skip=skip)
+        # an outbound call may take the slot the dialer holds for it; an inbound call may not
+        own_hold = start.custom_parameters.get("dial_job_id", "")
+        skip: set[str] = set()
+        lost_once = False  # a worker had the call and broke: later attaches are re-attaches
+        setup_timed = False
+        while True:
+            opened = await self._open_worker(preferred, skip, own_hold)
+            if opened is None:
+                if lost_once:
+                    await state.calls.add_event(call_sid, "failover-failed")
+                await say_busy(state, call_sid, mid_call=lost_once)
+                await self.close(CLOSE_NORMAL)
+                return
+            worker_id, worker = opened
+            self.worker_id = worker_id
+            await state.calls.upsert(call_sid, worker_id=worker_id, stream_sid=start.stream_sid,
+                                     status="in-progress")
+            await state.calls.add_event(call_sid, "reattached" if lost_once else "stream-attached",
+                                        worker_id=worker_id)
+            if not setup_timed:
+                metrics.CALL_SETUP.observe(time.monotonic() - started_at)
+                setup_timed = True
+            log.info("call attached to worker %s", worker_id)
+            try:
+                ended = await self.relay(worker)
+            finally:
+                await self.detach(worker)
+                await state.registry.release(worker_id, call_sid)
+            if ended is RelayEnd.DONE:
+                await self.close(CLOSE_NORMAL)
+                return
+            skip.add(worker_id)
+            preferred = ""
+            if ended is RelayEnd.REFUSED:  # counts against this attach's attempts, as a refused upgrade
+                log.warning("worker %s closed the stream with 1013 (full or draining)", worker_id)
+                await state.calls.add_event(call_sid, "worker-refused", worker_id=worker_id)
+            else:
+                lost_once = True
+                self.attempts_left = state.settings.gateway_worker_attempts  # a fresh round for the re-attach
+
+    async def _open_worker(self, preferred: str, skip: set[str], own_hold: str) -> tuple[str, W] | None:
+        """Reserve a slot and connect, while attempts are left; a worker that refuses (full, draining,
+        gone) is skipped."""
+        state, call_sid = self.state, self.call_sid
+        while self.attempts_left > 0:
+            self.attempts_left -= 1
+            reservation = await state.registry.reserve(call_sid, preferred_worker_id=preferred, skip=skip,
+                                                       dial_job_id=own_hold)
             if reservation is None:
                 return None
             ticket = issue_ticket(state.settings.stream_ticket_secret.get_secret_value(), call_sid,

@@ -26,11 +26,20 @@ from voicebot_core.twilio_protocol import FrameError, StreamStart, parse_frame, 
 from voicebot_core.vocabulary import CLOSE_NORMAL, CLOSE_POLICY
 from voicebot_gateway.signed_requests import scope_peer
 from voicebot_gateway.state import GatewayState
-from voicebot_gateway.stream_calls import RELAYED_INBOUND, RELAYED_OUTBOUND, StreamCall, refuse_upgrade
+from voicebot_gateway.stream_calls import (
+    RELAYED_INBOUND,
+    RELAYED_OUTBOUND,
+    RelayEnd,
+    StreamCall,
+    refuse_upgrade,
+    worker_closed,
+)
 from voicebot_gateway.ws_frames import close_reason
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["twilio"])
+
+LIVENESS_PINGS = 3  # pings to a worker per liveness timeout
 
 
 class StreamClosed(Exception):
@@ -38,7 +47,15 @@ class StreamClosed(Exception):
 
 
 class WorkerLost(Exception):
-    """The worker's side broke while Twilio's is still open: re-attach elsewhere."""
+    """The worker's side closed abnormally while Twilio's is still open: re-attach elsewhere."""
+
+    def __init__(self, end: RelayEnd, reason: str) -> None:
+        super().__init__(reason)
+        self.end = end  # LOST, or REFUSED for a 1013
+
+
+def _worker_close_code(exc: ConnectionClosed) -> int | None:
+    return exc.rcvd.code if exc.rcvd is not None else None
 
 
 async def _receive_text(ws: WebSocket) -> str:
@@ -63,9 +80,10 @@ async def _pump_twilio_to_worker(ws: WebSocket, worker: ClientConnection) -> Non
             await worker.send(text)
         except ConnectionClosed as exc:
             metrics.FRAMES_DROPPED.labels(reason="no_peer").inc()
-            if exc.rcvd is not None and exc.rcvd.code == CLOSE_NORMAL:
+            end = worker_closed(_worker_close_code(exc))
+            if end is RelayEnd.DONE:
                 raise StreamClosed("worker ended the call") from None
-            raise WorkerLost(str(exc)) from None
+            raise WorkerLost(end, str(exc)) from None
         RELAYED_INBOUND.inc()
         if frame.event == "stop":
             raise StreamClosed("twilio sent stop")
@@ -79,32 +97,56 @@ async def _pump_worker_to_twilio(ws: WebSocket, worker: ClientConnection) -> Non
         RELAYED_OUTBOUND.inc()
 
 
-async def _relay(ws: WebSocket, worker: ClientConnection) -> bool:
-    """Relay until one side ends. True when the worker vanished and Twilio is still there."""
+async def _watch_worker(worker: ClientConnection, timeout: float) -> None:
+    """Ping the worker every third of `timeout`; returns when a ping is not answered by the time `timeout`
+    has passed since the last pong. A connection that closes is the pumps' to report.
+
+    Not websockets' own keepalive: on a missing pong it starts a closing handshake and waits
+    `close_timeout` for the frozen worker to answer it, and its ping waits unbounded on a full send buffer.
+    """
+    interval = timeout / LIVENESS_PINGS
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(timeout - interval):  # the send too: its buffer may be full
+                    await (await worker.ping())
+            except TimeoutError:
+                return
+    await asyncio.Future()  # closed: the pumps end and say how
+
+
+async def _relay(ws: WebSocket, worker: ClientConnection, liveness_timeout: float) -> RelayEnd:
+    """Relay until one side ends, or the worker stops answering pings."""
     up = asyncio.create_task(_pump_twilio_to_worker(ws, worker))
     down = asyncio.create_task(_pump_worker_to_twilio(ws, worker))
-    done, pending = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+    watch = asyncio.create_task(_watch_worker(worker, liveness_timeout))
+    done, pending = await asyncio.wait({up, down, watch}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    if done == {watch}:
+        worker.transport.abort()  # no closing handshake with a worker that does not answer
+        log.warning("worker stream broke: no pong from the worker in %s s", liveness_timeout)
+        return RelayEnd.LOST
     if up in done:
         exc = up.exception()
         if isinstance(exc, StreamClosed):
             await worker.close()
-            return False
+            return RelayEnd.DONE
         if isinstance(exc, WorkerLost):
             log.warning("worker stream broke: %s", exc)
-            return True
+            return exc.end
         if exc is not None:
             raise exc
     # the worker side ended first
     exc = down.exception() if down in done else None
     code = worker.close_code
     if exc is None and code == CLOSE_NORMAL:
-        return False
+        return RelayEnd.DONE
     log.warning("worker stream ended abnormally (code %s, %s)", code, exc)
-    return True
+    return RelayEnd.LOST if code == CLOSE_NORMAL else worker_closed(code)  # 1000 with an error: lost too
 
 
 class AsgiStreamCall(StreamCall[ClientConnection]):
@@ -134,14 +176,18 @@ class AsgiStreamCall(StreamCall[ClientConnection]):
         timeout = self.state.settings.gateway_worker_connect_timeout_s
         return await asyncio.wait_for(
             connect(f"{address}/streams/{self.call_sid}", max_size=2**20, open_timeout=timeout,
-                    ping_interval=10, ping_timeout=10, additional_headers={TICKET_HEADER: ticket}),
+                    ping_interval=None, additional_headers={TICKET_HEADER: ticket}),  # `_watch_worker` pings
             timeout=timeout + 1,
         )
 
-    async def relay(self, worker: ClientConnection) -> bool:
-        for text in self.first_frames:
-            await worker.send(text)
-        return await _relay(self.ws, worker)
+    async def relay(self, worker: ClientConnection) -> RelayEnd:
+        try:
+            for text in self.first_frames:
+                await worker.send(text)
+        except ConnectionClosed as exc:  # the worker closed before `start` (1013: full or draining)
+            log.warning("worker closed the stream before start: %s", exc)
+            return worker_closed(_worker_close_code(exc))
+        return await _relay(self.ws, worker, self.state.settings.gateway_worker_liveness_timeout_s)
 
     async def detach(self, worker: ClientConnection) -> None:
         await worker.close()

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from voicebot_core.tickets import TICKET_HEADER
-from voicebot_core.vocabulary import CLOSE_NORMAL
-from voicebot_gateway.frame_relay import WORKER_DONE, WORKER_LOST, FrameRelay, RelayError
+from voicebot_core.vocabulary import CLOSE_NORMAL, CLOSE_TRY_AGAIN
+from voicebot_gateway.frame_relay import WORKER_DONE, WORKER_LOST, WORKER_REFUSED, FrameRelay, RelayError
 from voicebot_gateway.stream_calls import RELAYED_OUTBOUND
 from voicebot_gateway.ws_frames import MAX_HEAD_BYTES, accept_key, new_key, parse_head, upgrade_request
 
@@ -85,9 +85,11 @@ class WorkerConnection(FrameRelay):
     def attach(self, session: RelaySession, twilio: asyncio.Transport) -> None:
         self.session = session
         self.peer = twilio
-        if self.buf:  # the worker spoke before we were attached
+        if self.buf:  # the worker spoke (or closed: 1013) before we were attached
             data, self.buf = self.buf, b""
             self.data_received(data)
+        if self.closed:  # its socket went away before: the session hears of it now
+            self._ended(WORKER_LOST, "connection lost before the call was attached")
 
     def data_received(self, data: bytes) -> None:
         self.rx = True
@@ -129,7 +131,8 @@ class WorkerConnection(FrameRelay):
         return self._control(b0 & 0x0F, payload)  # data frames all go on: only control frames come here
 
     def _peer_closed(self, code: int) -> None:
-        self._ended(WORKER_DONE if code == CLOSE_NORMAL else WORKER_LOST, f"worker closed with {code}")
+        how = WORKER_DONE if code == CLOSE_NORMAL else WORKER_REFUSED if code == CLOSE_TRY_AGAIN else WORKER_LOST
+        self._ended(how, f"worker closed with {code}")
 
     def _peer_gone(self, count: int) -> None:  # Twilio's socket is closed: the call is ending
         self.peer = DISCARD
@@ -160,10 +163,13 @@ class WorkerConnection(FrameRelay):
         self.closed = True
         if not self.handshake.done():
             self.handshake.set_exception(RelayError(f"connection lost during the handshake: {exc}"))
+        elif self.peer is None:  # not attached yet: `attach` reads what it sent (a close frame) first
+            return
         self._ended(WORKER_LOST, f"connection lost without a close frame ({exc})")
 
     def keepalive(self) -> None:
-        """Every 10 s: ping a silent worker; one still silent 10 s later is lost."""
+        """Every third of the liveness timeout (the session's tick): ping a worker silent since the last
+        tick; one still silent at the next is lost."""
         if not self.lost:
             super().keepalive()
 

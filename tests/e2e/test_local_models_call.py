@@ -48,7 +48,8 @@ def test_local_models_hold_a_turn_with_real_audio_both_ways(local_stack, phone_f
     r = redis.Redis.from_url(local_stack.redis_url, decode_responses=True)
     keys = RedisKeys(local_stack.config.redis_prefix)
     deadline = time.monotonic() + 20
-    while not r.get(keys.call_transcript(sid)) and time.monotonic() < deadline:
+    # the transcript is saved after every turn: the whole one once the worker has stored the call's end
+    while not r.hget(keys.call(sid), "ended_at") and time.monotonic() < deadline:
         time.sleep(0.2)
     transcript = json.loads(r.get(keys.call_transcript(sid)))
     caller = " ".join(t["text"].lower() for t in transcript if t["role"] == "user")

@@ -109,12 +109,14 @@ def test_cloud_profile_reaches_an_openai_compatible_llm_at_its_base_url(openai_s
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
     keys = RedisKeys(stack.config.redis_prefix)
     deadline = time.monotonic() + 20
-    while not r.get(keys.call_transcript(sid)) and time.monotonic() < deadline:
+    # the transcript is saved after every turn: the whole one once the worker has stored the call's end
+    while not r.hget(keys.call(sid), "ended_at") and time.monotonic() < deadline:
         time.sleep(0.2)
     transcript = json.loads(r.get(keys.call_transcript(sid)))
     assert r.hget(keys.call(sid), "agent_profile") == "openai-compatible"
     caller = " ".join(t["text"].lower() for t in transcript if t["role"] == "user")
-    assert "plumber" in caller, transcript
+    # "kitchen sink": whisper tiny has heard those in every run seen; "plumber" it has heard as "a poll" under load
+    assert "kitchen sink" in caller, transcript
     replies = [t for t in transcript if t["role"] == "assistant"]
     assert len(replies) >= 2 and replies[1]["text"].strip(), transcript  # greeting, then the LLM's answer
     said_end = report["said"][0]["end"]
@@ -126,7 +128,7 @@ def test_cloud_profile_reaches_an_openai_compatible_llm_at_its_base_url(openai_s
     request = completions[-1]
     assert request["authorization"] == f"Bearer {STAND_IN_KEY}"
     assert request["body"]["model"] == "local" and request["body"]["stream"] is True
-    assert any("plumber" in str(m.get("content", "")).lower() for m in request["body"]["messages"])
+    assert any("kitchen sink" in str(m.get("content", "")).lower() for m in request["body"]["messages"])
     worker_log = (stack.config.run_dir / "logs" / "bot-worker-0.log").read_text()
     assert f"LLM openai model local at {proxy_url}/v1" in worker_log
     assert STAND_IN_KEY not in worker_log

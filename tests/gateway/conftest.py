@@ -70,11 +70,14 @@ def gateway_settings(redis_url, redis_prefix, profiles_path, trusted_proxies, pu
     rest_url = "http://127.0.0.1:9"  # nothing listens: the REST API is down
     if "twilio_rest" in request.fixturenames:
         rest_url = request.getfixturevalue("twilio_rest_server")[0]
+    grace = request.node.get_closest_marker("start_grace")
     return GatewaySettings(
         redis_url=redis_url, redis_prefix=redis_prefix, twilio_auth_token=AUTH_TOKEN,
         stream_ticket_secret=TICKET_SECRET, agent_profiles_path=str(profiles_path),
         twilio_api_base_url=rest_url, gateway_worker_connect_timeout_s=1.0,
         gateway_trusted_proxies=trusted_proxies, gateway_public_base_url=public_base_url,
+        # stub workers start at once: no start grace unless a test asks for one (@pytest.mark.start_grace(s))
+        gateway_worker_start_grace_s=grace.args[0] if grace else 0,
     )
 
 

@@ -74,6 +74,19 @@ async def test_a_frozen_workers_call_is_reattached_to_another_worker_within_seco
         assert await _wait_for(lambda: media(100_000) in spare.received[CALL], 5)
 
 
+@pytest.mark.start_grace(3.0)
+async def test_a_worker_silent_while_it_starts_the_call_keeps_it_for_the_start_grace(gateway, signer, registry):
+    """A worker may block while it builds a call's pipeline (a provider loading a model per call)."""
+    async with _call_on_a_worker_process(gateway, signer, registry) as (ws, frozen, spare):
+        os.kill(frozen.pid, signal.SIGSTOP)
+        sender = asyncio.create_task(_send_media(ws, 1))
+        moved_early = await _wait_for(lambda: CALL in spare.received, 2.0)  # the liveness timeout alone: 1.5 s
+        moved = moved_early or await _wait_for(lambda: CALL in spare.received, MOVE_WAIT_S)
+        sender.cancel()
+        assert not moved_early, "a worker starting its call was declared lost within the start grace"
+        assert moved, "a worker still silent after the start grace kept the call"
+
+
 def _big_media(seq: int) -> str:
     """A media frame with about the largest payload the gateway accepts (16 KiB of audio)."""
     frame = json.loads(media(seq))

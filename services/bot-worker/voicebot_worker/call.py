@@ -31,6 +31,7 @@ from voicebot_worker.events import CallEvents
 from voicebot_worker.idle import IdleTimer
 from voicebot_worker.marks import BotUtterance, MarkTracker, PlaybackClock
 from voicebot_worker.pipeline import CallPipeline, build_pipeline
+from voicebot_worker.providers import build_services
 from voicebot_worker.settings import WorkerSettings
 from voicebot_worker.tools import CallTools
 
@@ -75,8 +76,11 @@ class CallSession(CallEvents):
         direction = self.setup.direction
         metrics.ACTIVE_CALLS.labels(direction=direction).inc()
         try:
+            # Provider services may load model weights: off the event loop, which must keep answering
+            # the gateway's liveness pings (VOICEBOT_GATEWAY_WORKER_LIVENESS_TIMEOUT_S) and the other calls.
+            services = await asyncio.to_thread(build_services, self.profile, self._settings)
             self._pipeline = build_pipeline(self.setup, self._ws, self._settings, self, self.tracker,
-                                            CallTools(self.profile, self._control))
+                                            CallTools(self.profile, self._control), services)
             await self._record.attached()
             await self._start_speaking(self._pipeline)
             runner = WorkerRunner(handle_sigint=False)

@@ -67,10 +67,12 @@ class CallRecordWriter:
         transcript = self.transcript(utterances)
         try:
             await self._store.checkpoint_context(self._call_sid, _jsonable(context.get_messages()))
-            await self._store.save_transcript(self._call_sid, transcript)
+            if transcript:
+                await self._store.save_transcript(self._call_sid, transcript)
         except Exception:
             log.exception("context checkpoint failed", extra={"call_sid": self._call_sid})
-        await self._put_transcript(transcript)
+        if transcript:
+            await self._put_transcript(transcript)
 
     async def ended(self, outcome: str, reason: str, utterances: list[BotUtterance],
                     context: LLMContext | None) -> None:

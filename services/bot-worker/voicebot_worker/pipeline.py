@@ -37,7 +37,7 @@ from voicebot_worker.events import CallEvents
 from voicebot_worker.marks import MarkTracker
 from voicebot_worker.noise import PhoneNoiseFilter
 from voicebot_worker.processors import CallerAudioShortcut, SpeechIntentTap, SpeechMonitor, StreamEventsProcessor
-from voicebot_worker.providers import ProviderServices, build_services
+from voicebot_worker.providers import ProviderServices
 from voicebot_worker.serializer import VoicebotTwilioSerializer
 from voicebot_worker.settings import WorkerSettings
 from voicebot_worker.tools import CallTools
@@ -63,9 +63,9 @@ class CallPipeline:
 
 
 def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSettings, events: CallEvents,
-                   tracker: MarkTracker, tools: CallTools) -> CallPipeline:
+                   tracker: MarkTracker, tools: CallTools, services: ProviderServices) -> CallPipeline:
+    """`services`: from build_services, which may load models (run it off the event loop)."""
     profile = setup.profile
-    services = build_services(profile, settings)
     serializer = VoicebotTwilioSerializer(
         stream_sid=setup.start.stream_sid, call_sid=setup.call_sid, account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token.get_secret_value(), base_url=settings.twilio_api_base_url,

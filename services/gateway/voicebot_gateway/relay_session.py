@@ -46,6 +46,7 @@ class RelaySession(StreamCall[WorkerConnection]):
         # a worker that stops answering without closing (hung, frozen, network cut) is heard of only by
         # its silence: the tick is short enough to move its call within the liveness timeout
         self.tick_s = state.settings.gateway_worker_liveness_timeout_s / LIVENESS_TICKS
+        self.start_grace_s = state.settings.gateway_worker_start_grace_s
         self.flush_ticks = max(1, round(FLUSH_S / self.tick_s))
         self.twilio_ping_ticks = max(1, round(TWILIO_PING_S / self.tick_s))
 

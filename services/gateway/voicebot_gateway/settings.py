@@ -38,6 +38,10 @@ class GatewaySettings(CommonSettings):
         1.5, gt=0, description="A worker stream that has sent nothing, not even a pong to the pings the gateway "
         "sends every third of this, is declared lost this long after the last thing it sent (at the latest) and "
         "the call is re-attached to another worker. A worker whose event loop stalls longer loses its calls.")
+    gateway_worker_start_grace_s: float = Field(
+        10.0, ge=0, description="For this long after a worker takes a call, its silence is not a loss: it may "
+        "block while it builds the call's pipeline (a provider that loads a model per call). A worker that "
+        "freezes within it is noticed when it ends, at the latest.")
     gateway_outbound_hold_s: float = Field(
         150.0, description="A dialer's hold on a slot for an outbound call counts against other calls this long "
         "(as the dialer's stale window: dialer_ring_timeout_s + 120 s).")

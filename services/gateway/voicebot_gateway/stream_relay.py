@@ -97,7 +97,7 @@ async def _pump_worker_to_twilio(ws: WebSocket, worker: ClientConnection) -> Non
         RELAYED_OUTBOUND.inc()
 
 
-async def _watch_worker(worker: ClientConnection, timeout: float) -> None:
+async def _watch_worker(worker: ClientConnection, timeout: float, start_grace: float) -> None:
     """Ping the worker every third of `timeout`; returns when a ping is not answered by the time `timeout`
     has passed since the last pong. A connection that closes is the pumps' to report.
 
@@ -105,22 +105,25 @@ async def _watch_worker(worker: ClientConnection, timeout: float) -> None:
     `close_timeout` for the frozen worker to answer it, and its ping waits unbounded on a full send buffer.
     """
     interval = timeout / LIVENESS_PINGS
+    loop = asyncio.get_running_loop()
+    grace_until = loop.time() + start_grace  # starting the call: a silence is not yet a loss
     with contextlib.suppress(ConnectionClosed):
         while True:
             await asyncio.sleep(interval)
             try:
-                async with asyncio.timeout(timeout - interval):  # the send too: its buffer may be full
+                # the send too: its buffer may be full
+                async with asyncio.timeout(max(timeout - interval, grace_until - loop.time())):
                     await (await worker.ping())
             except TimeoutError:
                 return
     await asyncio.Future()  # closed: the pumps end and say how
 
 
-async def _relay(ws: WebSocket, worker: ClientConnection, liveness_timeout: float) -> RelayEnd:
+async def _relay(ws: WebSocket, worker: ClientConnection, liveness_timeout: float, start_grace: float) -> RelayEnd:
     """Relay until one side ends, or the worker stops answering pings."""
     up = asyncio.create_task(_pump_twilio_to_worker(ws, worker))
     down = asyncio.create_task(_pump_worker_to_twilio(ws, worker))
-    watch = asyncio.create_task(_watch_worker(worker, liveness_timeout))
+    watch = asyncio.create_task(_watch_worker(worker, liveness_timeout, start_grace))
     done, pending = await asyncio.wait({up, down, watch}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
@@ -187,7 +190,9 @@ class AsgiStreamCall(StreamCall[ClientConnection]):
         except ConnectionClosed as exc:  # the worker closed before `start` (1013: full or draining)
             log.warning("worker closed the stream before start: %s", exc)
             return worker_closed(_worker_close_code(exc))
-        return await _relay(self.ws, worker, self.state.settings.gateway_worker_liveness_timeout_s)
+        settings = self.state.settings
+        return await _relay(self.ws, worker, settings.gateway_worker_liveness_timeout_s,
+                            settings.gateway_worker_start_grace_s)
 
     async def detach(self, worker: ClientConnection) -> None:
         await worker.close()

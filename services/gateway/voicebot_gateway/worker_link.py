@@ -60,6 +60,7 @@ class WorkerConnection(FrameRelay):
         self.session: RelaySession | None = None
         self.lost = False
         self.lost_reason = ""
+        self.grace_until = 0.0  # loop time before which the worker's silence is not a loss (attach)
 
     @classmethod
     async def open(cls, loop: asyncio.AbstractEventLoop, address: str, call_sid: str,
@@ -85,6 +86,7 @@ class WorkerConnection(FrameRelay):
     def attach(self, session: RelaySession, twilio: asyncio.Transport) -> None:
         self.session = session
         self.peer = twilio
+        self.grace_until = self.loop.time() + session.start_grace_s
         if self.buf:  # the worker spoke (or closed: 1013) before we were attached
             data, self.buf = self.buf, b""
             self.data_received(data)
@@ -170,8 +172,11 @@ class WorkerConnection(FrameRelay):
     def keepalive(self) -> None:
         """Every third of the liveness timeout (the session's tick): ping a worker silent since the last
         tick; one still silent at the next is lost."""
-        if not self.lost:
-            super().keepalive()
+        if self.lost:
+            return
+        if self.loop.time() < self.grace_until:
+            self.ping_out = False  # starting the call (VOICEBOT_GATEWAY_WORKER_START_GRACE_S): pinged, not lost
+        super().keepalive()
 
     def close(self, code: int) -> None:
         """Close frame now, the socket when the worker answers (or in 3 s)."""

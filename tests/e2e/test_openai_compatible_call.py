@@ -84,6 +84,9 @@ def openai_stack(tmp_path_factory, models_dir: Path, llm_server: str):
                 "persona": "You are a helpful phone assistant. Answer in one short sentence.",
                 "greeting": {"inbound": "Hello, this is the test agent. How can I help?"},
                 "providers": "cloud", "turn_detection": "speech_timeout", "tools": [],
+                # the call checks the LLM endpoint: no idle prompt may stand in for its answer (on a slow
+                # start one did, and the caller hung up before the answer came)
+                "idle_timeout_s": 60,
                 "provider_options": {"llm": "openai", "llm_model": "local", "llm_base_url": f"{proxy_url}/v1",
                                      "max_tokens": 60, "stt": "whisper", "tts": "piper"},
             }},

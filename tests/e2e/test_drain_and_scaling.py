@@ -179,7 +179,8 @@ def test_worker_killed_mid_call_its_recording_survives_but_the_last_segment(smal
 
     report = calls.finish(sid)
     assert report["status"] == "completed", report
-    record = calls.r.hgetall(calls.keys.call(sid))
+    record = _wait(lambda: (r := calls.r.hgetall(calls.keys.call(sid))).get("ended_at") and r,
+                   what="the call's end stored")
     assert record["worker_id"] != victim
     api = httpx.Client(base_url=stack.urls["dialer"], timeout=30)
     assert api.get(f"/v1/calls/{sid}/recording").status_code == 401

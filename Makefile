@@ -49,11 +49,15 @@ $(VENV)/.ok:
 	  test "$${PIPESTATUS[0]}" = 0 || { rm -rf $(VENV); exit 1; }
 	@touch $@
 
-# System packages: a redis-server binary (tests start one when nothing answers on 6379).
+# System packages: a redis-server binary (tests start one when nothing answers on 6379), haproxy (the
+# load balancer in front of several gateways: voicebot_devstack.load_balancer).
 deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { \
+	  echo "installing haproxy"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
 
 models: venv
 	$(PY) scripts/fetch_models.py --models-dir $(VOICEBOT_MODELS_DIR) --only full

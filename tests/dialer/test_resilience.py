@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from dialer_helpers import API_KEY, CeleryWorkers, wait_for
 from fastapi.testclient import TestClient
 
+from voicebot_core.redis_keys import RedisKeys
 from voicebot_devstack.rates import max_in_any_window
 from voicebot_dialer.api import build_asgi_app
 from voicebot_dialer.settings import DialerSettings
@@ -103,6 +106,45 @@ def test_kill_9_mid_campaign(paced_api: TestClient, paced_settings: DialerSettin
     recovery = Counter(e["kind"] for j in jobs for e in paced_api.get(f"/v1/calls/{j['id']}").json()["events"]
                        if e["kind"] in ("redispatched", "placement_lost", "placement_reconciled"))
     print("recovery paths used:", dict(recovery))
+
+
+def test_the_jobs_a_killed_worker_held_are_placed_by_another_within_seconds(
+        paced_api: TestClient, paced_settings: DialerSettings, emulator: str, celery_workers: CeleryWorkers,
+        sync_redis: redis.Redis) -> None:
+    # The chart's shape (prefork pool) and the default lease: a dead worker's jobs must not wait 60 s for it.
+    settings = paced_settings.model_copy(update={
+        "dialer_dispatch_lease_s": DialerSettings.model_fields["dialer_dispatch_lease_s"].default})
+    keys = RedisKeys(settings.redis_prefix)
+    count = 10
+    contacts = [{"to": f"+1415555{6000 + i}"} for i in range(count)]
+    httpx.post(f"{emulator}/emulator/numbers", json={c["to"]: {"answer": "busy"} for c in contacts},
+               timeout=5).raise_for_status()
+    campaign = paced_api.post("/v1/campaigns", json={"contacts": contacts, "max_attempts": 1,
+                                                     "calls_per_second": 1, "max_concurrent_calls": 10}).json()
+    victim = celery_workers.start("victim", settings, prefork=2)
+    victim_id = f"{socket.gethostname()}:{victim.pid}"
+
+    def held_by_victim() -> list[str]:
+        return [job for job, worker in sync_redis.hgetall(keys.dial_holders()).items() if worker == victim_id]
+    wait_for(held_by_victim, 30, "the victim to hold a job", 0.05)
+    survivor = celery_workers.start("survivor", settings, prefork=2)
+    wait_for(lambda: sync_redis.zscore(keys.dialer_workers(), f"{socket.gethostname()}:{survivor.pid}"), 30,
+             "the survivor to beat", 0.05)
+    held = held_by_victim()
+    celery_workers.kill(victim, signal.SIGKILL)  # the whole process tree
+    killed_at = time.time()
+    assert held
+
+    def ended(job_id: str) -> dict | None:
+        view = paced_api.get(f"/v1/calls/{job_id}").json()
+        return view if view["terminal"] else None
+    views = [wait_for(lambda j=j: ended(j), 25, f"held job {j} to end", 0.2) for j in held]
+    for view in views:  # each taken back by the survivor: dispatched again, or its create looked up
+        kinds = [e["kind"] for e in view["events"] if e["at"] > killed_at]
+        assert {"redispatched", "placement_reconciled", "placement_not_found"} & set(kinds), view["events"]
+    wait_campaign_done(paced_api, campaign["id"], 30)
+    dialed = Counter(c["to"] for c in httpx.get(f"{emulator}/emulator/calls", timeout=5).json())
+    assert all(dialed[c["to"]] <= 1 for c in contacts), dialed  # max_attempts 1: nobody dialed twice
 
 
 def test_campaign_concurrency_cap(paced_api: TestClient, paced_settings: DialerSettings, emulator: str,

@@ -134,6 +134,26 @@ the secret by reference; optional ones stay unset when the key is missing.
       name: {{ $secret }}
       key: redis-url
 {{- end }}
+{{- with $ctx.Values.redis.sentinel }}
+{{- if .hosts }}
+{{- if $ctx.Values.redis.bundled.enabled }}
+{{- fail "redis.sentinel.hosts and redis.bundled.enabled exclude each other (the bundled Redis is a single node)" }}
+{{- end }}
+- name: VOICEBOT_REDIS_SENTINELS
+  value: {{ join "," .hosts | quote }}
+- name: VOICEBOT_REDIS_SENTINEL_MASTER
+  value: {{ required "redis.sentinel.masterName is required with redis.sentinel.hosts" .masterName | quote }}
+- name: VOICEBOT_REDIS_FAILOVER_RETRY_S
+  value: {{ .failoverRetrySeconds | quote }}
+{{- if .auth.enabled }}
+- name: VOICEBOT_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .auth.existingSecret | default $secret }}
+      key: {{ .auth.key }}
+{{- end }}
+{{- end }}
+{{- end }}
 - name: VOICEBOT_REDIS_PREFIX
   value: {{ $ctx.Values.redis.keyPrefix | quote }}
 - name: VOICEBOT_TWILIO_ACCOUNT_SID

@@ -38,8 +38,9 @@ TOOL_NAMES: Final = get_args(ToolName)
 SIGNED_ENDPOINTS: Final = ("voice", "outbound", "status", "amd", "stream")
 STREAM_ERROR_REASONS: Final = ("bad_frame", "internal")
 FRAME_DROP_REASONS: Final = ("late", "malformed", "no_peer")
-WEBHOOK_RESULTS: Final = (("voice", "ok"), ("voice", "draining"), ("outbound", "ok"), ("status", "ok"),
-                          ("amd", "ok"))
+WEBHOOK_RESULTS: Final = (("voice", "ok"), ("voice", "draining"), ("voice", "store_unavailable"), ("outbound", "ok"),
+                          ("outbound", "store_unavailable"), ("status", "ok"), ("status", "deferred"),
+                          ("amd", "ok"), ("amd", "deferred"))
 DIAL_QUEUE_STATES: Final = ("scheduled", "dispatched", "placing", "active")
 PLACEMENT_RESULTS: Final = ("placed", "refused", "rate-limited", "uncertain", "unreachable")
 DIAL_JOB_SOURCES: Final = ("api", "campaign")
@@ -123,4 +124,8 @@ DIAL_PLACEMENTS = _known(Counter("voicebot_dial_placements_total", "Calls placed
                                  ["result"]), product(PLACEMENT_RESULTS))
 DIAL_RETRIES = _known(Counter("voicebot_dial_retries_total", "Dial attempts scheduled again after a failure.",
                               ["reason"]), product(sorted(DIAL_RETRY_REASONS)))
+EVENT_WEBHOOK_ATTEMPTS = _known(Counter(
+    "voicebot_event_webhook_attempts_total", "Event webhook deliveries attempted by the dialer, by what became of "
+    "the event (delivered, retry-scheduled, refused: a 4xx ends it, given-up: its retry period ran out).",
+    ["result"]), [("delivered",), ("retry-scheduled",), ("refused",), ("given-up",)])
 DIAL_JOBS = _known(Counter("voicebot_dial_jobs_total", "Dial jobs created.", ["source"]), product(DIAL_JOB_SOURCES))

@@ -67,6 +67,15 @@ class RedisKeys:
         it takes the ticket (SET NX: a ticket is used once); expires with the ticket."""
         return f"{self.prefix}:ticket:{nonce}"
 
+    # gateway liveness (voicebot_gateway.liveness)
+    def gateways(self) -> str:
+        """Sorted set: gateway id -> its last liveness beat (unix seconds)."""
+        return f"{self.prefix}:gateways"
+
+    def gateway_calls(self, gateway_id: str) -> str:
+        """Set of the call SIDs whose media stream the gateway relays: marked failed if it dies."""
+        return f"{self.prefix}:gateway:{gateway_id}:calls"
+
     # dialer
     def dial_job(self, job_id: str) -> str:
         return f"{self.prefix}:dial-job:{job_id}"
@@ -119,6 +128,14 @@ class RedisKeys:
     def dial_placing(self) -> str:
         """Sorted set: dial job id -> when its REST placement started (crash reconciliation)."""
         return f"{self.prefix}:dial-placing"
+
+    def dialer_workers(self) -> str:
+        """Sorted set: dialer Celery worker id -> its last liveness beat (voicebot_dialer.worker_liveness)."""
+        return f"{self.prefix}:dialer-workers"
+
+    def dial_holders(self) -> str:
+        """Hash: dial job id -> the dialer worker that received its placement task (dispatched or placing)."""
+        return f"{self.prefix}:dial-holders"
 
     def dial_event_stream(self) -> str:
         """Redis stream of every dial job event, for `voicebot calls tail`."""

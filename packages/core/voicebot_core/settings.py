@@ -9,10 +9,14 @@ their values), so `python -m <service>` exits non-zero before it serves anything
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, TypeVar
+import re
+from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from voicebot_core.redis_client import RedisTarget
 
 ENV_PREFIX = "VOICEBOT_"
 DEV_MODE_ENV = "VOICEBOT_DEV_MODE"
@@ -36,6 +40,33 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+_HOSTNAME = re.compile(r"[A-Za-z0-9_.-]+")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+")
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """`h1:p1,h2:p2` (IPv6 as `[::1]:26379`) as (host, port) pairs; ValueError naming the bad entry."""
+    found = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        host = host[1:-1] if bracketed else host
+        valid_host = _IPV6.fullmatch(host) if bracketed else _HOSTNAME.fullmatch(host)
+        if not sep or not valid_host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"VOICEBOT_REDIS_SENTINELS: {entry!r} is not host:port (expected a comma-separated "
+                             "list such as `sentinel-0:26379,sentinel-1:26379`)")
+        found.append((host, int(port)))
+    if text.strip() and not found:
+        raise ValueError("VOICEBOT_REDIS_SENTINELS lists no host:port")
+    return tuple(found)
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 class CommonSettings(BaseSettings):
     """Environment-driven settings (prefix `VOICEBOT_`)."""
 
@@ -53,6 +84,22 @@ class CommonSettings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding registry, calls and queues.")
     redis_prefix: str = Field("voicebot", description="Namespace for every Redis key this deployment owns.")
+    redis_sentinels: str = Field(
+        "", description="Comma-separated host:port of Redis Sentinels (`sentinel-0:26379,sentinel-1:26379`). "
+        "Set: every client asks them for the primary of VOICEBOT_REDIS_SENTINEL_MASTER and follows a failover; "
+        "VOICEBOT_REDIS_URL then gives only the primary's password, username and db (its host is ignored), "
+        "and the dialer's Celery broker becomes `sentinel://` (unless VOICEBOT_DIALER_BROKER_URL is set).")
+    redis_sentinel_master: str = Field("mymaster", description="Name of the primary the Sentinels watch.")
+    redis_sentinel_password: SecretStr = Field(
+        SecretStr(""), description="Password of the Sentinels themselves (their `requirepass`); empty: none.")
+    redis_failover_retry_s: float = Field(
+        15.0, gt=0, description="With Sentinels: how long a Redis command retries connection errors (the primary "
+        "down, a failover under way) before it fails; cover the Sentinels' down-after-milliseconds plus the "
+        "election.")
+    redis_replica_ack_ms: int = Field(
+        200, ge=0, description="Dial job creations and state changes wait up to this long (WAIT 1) for a "
+        "replica to hold them, when the primary has one, so a failover cannot undo an acknowledged job or the "
+        "`placing` state written before a call is placed; 0: never wait. Asynchronous replication otherwise.")
     twilio_account_sid: str = Field("AC00000000000000000000000000000000", description="Twilio account SID.")
     twilio_auth_token: SecretStr = Field(
         SecretStr("emulator-auth-token"),
@@ -95,8 +142,37 @@ class CommonSettings(BaseSettings):
         "transcripts older than it.")
 
     @property
+    def redis_sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        return parse_sentinels(self.redis_sentinels)
+
+    @property
+    def redis_target(self) -> RedisTarget:
+        """What voicebot_core.redis_client.connect/connect_sync take: the URL, or the Sentinels."""
+        return RedisTarget(self.redis_url, self.redis_sentinel_addresses, self.redis_sentinel_master,
+                           self.redis_sentinel_password.get_secret_value(), self.redis_failover_retry_s)
+
+    @property
     def broker_url(self) -> str:
-        return self.dialer_broker_url or self.redis_url
+        """The dialer's Celery broker: VOICEBOT_DIALER_BROKER_URL, else Redis (through the Sentinels:
+        `sentinel://[auth@]h:p/db;sentinel://...`, the primary's auth and db from VOICEBOT_REDIS_URL)."""
+        if self.dialer_broker_url or not self.redis_sentinels:
+            return self.dialer_broker_url or self.redis_url
+        parts = urlsplit(self.redis_url)
+        auth = parts.netloc.rpartition("@")[0]
+        auth = f"{auth}@" if auth else ""
+        db = parts.path if parts.path not in ("", "/") else "/0"
+        return ";".join(f"sentinel://{auth}{_host_for_url(host)}:{port}{db}"
+                        for host, port in self.redis_sentinel_addresses)
+
+    @property
+    def broker_sentinel_options(self) -> dict[str, Any]:
+        """Transport options a `sentinel://` broker needs (kombu: master name, the Sentinels' own auth)."""
+        if not self.broker_url.startswith("sentinel://"):
+            return {}
+        options: dict[str, Any] = {"master_name": self.redis_sentinel_master}
+        if password := self.redis_sentinel_password.get_secret_value():
+            options["sentinel_kwargs"] = {"password": password}
+        return options
 
     @property
     def call_data_retention_s(self) -> int:
@@ -111,6 +187,13 @@ class CommonSettings(BaseSettings):
             if is_public_default(text):
                 bad.append(env_name(field))
         return bad
+
+    @model_validator(mode="after")
+    def _check_sentinels(self) -> CommonSettings:
+        parse_sentinels(self.redis_sentinels)
+        if self.redis_sentinels and not self.redis_sentinel_master.strip():
+            raise ValueError("VOICEBOT_REDIS_SENTINELS is set: VOICEBOT_REDIS_SENTINEL_MASTER must name the primary")
+        return self
 
     @model_validator(mode="after")
     def _require_s3_settings(self) -> CommonSettings:

@@ -114,21 +114,31 @@ def python(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def start_redis(run_dir: Path) -> tuple[str, Process | None]:
-    """The machine's Redis when one answers on 6379, else our own on a free port."""
+def start_redis(run_dir: Path, own: bool = False) -> tuple[str, Process | None]:
+    """The machine's Redis when one answers on 6379, else our own on a free port. `own`: always our
+    own, with its AOF on (in run_dir/redis), so it can be restarted without losing what it acknowledged."""
     default = "redis://127.0.0.1:6379/0"
-    if redis_answers(default):
+    if not own and redis_answers(default):
         return default, None
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("no Redis on 127.0.0.1:6379 and no redis-server to start (apt-get install redis-server)")
     port = free_port()
-    proc = Process("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], {}, run_dir / "logs" / "redis.log").start()
+    persistence = ["--appendonly", "no"]
+    if own:
+        (run_dir / "redis").mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--dir", str(run_dir / "redis")]
+    proc = Process("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence],
+                   {}, run_dir / "logs" / "redis.log").start()
     url = f"redis://127.0.0.1:{port}/0"
+    return url, wait_for_redis(url, proc)
+
+
+def wait_for_redis(url: str, proc: Process) -> Process:
+    """`proc` once its Redis answers at `url` (RuntimeError after 10 s, or when it exits)."""
     deadline = time.monotonic() + 10
     while not redis_answers(url):
         if time.monotonic() > deadline or not proc.alive():
             raise RuntimeError("redis-server did not start")
         time.sleep(0.05)
-    return url, proc
+    return proc

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicebot_devstack.load_balancer import load_balancer_process
 from voicebot_devstack.processes import ROOT, Process, free_port, python, start_redis
 
 ACCOUNT_SID = "AC" + "d" * 32
@@ -36,6 +37,8 @@ class StackConfig:
     auth_token: str = ""  # empty: a random one (the emulator's)
     twilio_api_base_url: str | None = None  # None: the stack's emulator
     public_base_url: str = ""  # the gateway as Twilio reaches it (a tunnel); empty: its local URL
+    own_redis: bool = False  # a redis-server of our own (AOF on) even when one answers on 6379: fault runs restart it
+    gateways: int = 1  # more than one: gateway-0.. behind haproxy on loopback, whose URL is urls["gateway"]
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Stack:
     def start(self, detach: bool = False) -> Stack:
         run = self.config.run_dir
         logs = run / "logs"
-        self.redis_url, redis_proc = start_redis(run)
+        self.redis_url, redis_proc = start_redis(run, own=self.config.own_redis)
         if redis_proc:
             self.processes["redis"] = redis_proc
         ports = {"emulator": self._port(8060), "gateway": self._port(8080), "dialer": self._port(8070)}
@@ -115,8 +118,7 @@ class Stack:
         gateway_env = {**env, "VOICEBOT_GATEWAY_HOST": "127.0.0.1", "VOICEBOT_GATEWAY_PORT": str(ports["gateway"])}
         if self.config.public_base_url:  # the URL Twilio signs and the wss:// stream URL in our TwiML
             gateway_env["VOICEBOT_GATEWAY_PUBLIC_BASE_URL"] = self.config.public_base_url
-        to_start.append(Process("gateway", python("voicebot_gateway"), gateway_env, logs / "gateway.log",
-                                f"{self.urls['gateway']}/healthz"))
+        to_start.extend(self.gateway_processes(gateway_env, ports["gateway"]))
         for index in range(self.config.workers):
             to_start.append(self.worker_process(index))
         if self.config.dialer:
@@ -154,6 +156,21 @@ class Stack:
         return Process("dialer-worker", python(
             "voicebot_dialer.worker", "-Q", "dialer", "--pool", "prefork", "--concurrency", "2",
             "--loglevel", "INFO"), env, self.config.run_dir / "logs" / "dialer-worker.log", health_url)
+
+    def gateway_processes(self, gateway_env: dict[str, str], port: int) -> list[Process]:
+        """The gateway on `port`; several: each on its own port, haproxy on `port` round-robin in front."""
+        logs = self.config.run_dir / "logs"
+        if self.config.gateways <= 1:
+            return [Process("gateway", python("voicebot_gateway"), gateway_env, logs / "gateway.log",
+                            f"{self.urls['gateway']}/healthz")]
+        backends = {f"gateway-{index}": free_port() for index in range(self.config.gateways)}
+        gateways = []
+        for name, backend_port in backends.items():
+            self.urls[name] = f"http://127.0.0.1:{backend_port}"
+            gateways.append(Process(name, python("voicebot_gateway"),
+                                    {**gateway_env, "VOICEBOT_GATEWAY_PORT": str(backend_port)},
+                                    logs / f"{name}.log", f"{self.urls[name]}/healthz"))
+        return [*gateways, load_balancer_process(self.config.run_dir, port, backends)]
 
     def worker_process(self, index: int, capacity: int | None = None) -> Process:
         port = self._port(8090 + index)

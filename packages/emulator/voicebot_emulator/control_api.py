@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from voicebot_core import audio
+from voicebot_emulator.create_faults import CreateFault
 from voicebot_emulator.emulator import DEFAULT_INBOUND_SCRIPT, Emulator
 from voicebot_emulator.model import Call, CallOptions, new_sid
 from voicebot_emulator.rest_api import CLIENT_OR_SIP, E164
@@ -123,5 +124,20 @@ def build_router(emulator: Emulator) -> APIRouter:
     async def reset_numbers() -> dict[str, dict[str, Any]]:
         emulator.numbers.clear()
         return emulator.numbers
+
+    @router.post("/create-faults")
+    async def plan_create_faults(body: list[CreateFault]) -> list[CreateFault]:
+        """Answers for the next calls.create requests, one each in order, after those already planned."""
+        emulator.create_faults.add(body)
+        return emulator.create_faults.pending()
+
+    @router.get("/create-faults")
+    async def pending_create_faults() -> list[CreateFault]:
+        return emulator.create_faults.pending()
+
+    @router.delete("/create-faults")
+    async def clear_create_faults() -> list[CreateFault]:
+        emulator.create_faults.clear()
+        return emulator.create_faults.pending()
 
     return router

@@ -8,6 +8,7 @@ from typing import Any
 
 from voicebot_emulator.call_lifecycle import CallRunner
 from voicebot_emulator.call_updates import PendingAction
+from voicebot_emulator.create_faults import CreateFaultPlan
 from voicebot_emulator.incoming_numbers import IncomingNumbers
 from voicebot_emulator.model import Call, EmulatedCallLog
 from voicebot_emulator.settings import EmulatorSettings
@@ -33,6 +34,7 @@ class Emulator:
             [n.strip() for n in settings.emulator_incoming_numbers.split(",") if n.strip()])
         self.webhook_sender = WebhookSender(settings.twilio_auth_token.get_secret_value())
         self.runners: dict[str, CallRunner] = {}
+        self.create_faults = CreateFaultPlan()  # planned answers to the next calls.create requests
         self._tasks: set[asyncio.Task] = set()
 
     def start(self, call: Call, script: Script, behaviour: dict[str, Any]) -> Call:

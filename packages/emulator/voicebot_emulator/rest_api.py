@@ -147,12 +147,23 @@ def build_router(emulator: Emulator) -> APIRouter:
         to = _number(form.get("To"), "To", 21211)  # type: ignore[arg-type]
         from_ = _number(form.get("From"), "From", 21212)  # type: ignore[arg-type]
         options = _options(form)
+        fault = emulator.create_faults.take()
         call = Call(sid=new_sid("CA"), account_sid=account_sid, to=to, from_=from_,
                     direction="outbound-api", options=options)
-        call.log("created", to=to, from_=from_)
-        behaviour, script = emulator.behaviour_for(to)
-        emulator.start(call, script, behaviour)
-        return JSONResponse(call.resource(), status_code=201)
+        if fault is None or fault.make_call:
+            call.log("created", to=to, from_=from_)
+            behaviour, script = emulator.behaviour_for(to)
+            emulator.start(call, script, behaviour)
+        if fault is None:
+            return JSONResponse(call.resource(), status_code=201)
+        await asyncio.sleep(fault.delay_s)  # a client whose timeout is shorter has given up by now
+        if fault.status == 201:
+            return JSONResponse(call.resource(), status_code=201)
+        code = 20429 if fault.status == 429 else 20500 if fault.status >= 500 else 20001
+        response = TwilioError(fault.status, code, "planned failure (emulator create fault plan)").response()
+        if fault.retry_after:
+            response.headers["Retry-After"] = fault.retry_after
+        return response
 
     @router.get("/Calls.json")
     async def list_calls(account_sid: str, request: Request) -> Response:

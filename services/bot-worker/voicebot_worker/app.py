@@ -40,7 +40,7 @@ class WorkerState:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.keys = RedisKeys(prefix=settings.redis_prefix)
-        self.redis = connect(settings.redis_url)
+        self.redis = connect(settings.redis_target)
         self.store = CallStore(self.redis, self.keys, settings.call_data_retention_s)
         self.media = CallMedia(object_store(settings))
         self.dial_jobs = DialJobReader(self.redis, self.keys)

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from pipecat.processors.aggregators.llm_context import LLMContext
+from redis.exceptions import RedisError
 
 from voicebot_core.call_media import CallMedia
 from voicebot_core.calls import CallStore
@@ -32,6 +33,7 @@ class CallRecordWriter:
         self._store = store
         self._registry = registry
         self._media = media
+        self._end_retry_s = settings.worker_call_end_retry_s
         self.recording = RecordingUploader(media, setup.call_sid, settings.worker_id)
         self._user_entries: list[dict[str, Any]] = []
         self._earlier_entries: list[dict[str, Any]] = []  # a resumed call: what the earlier workers saved
@@ -84,19 +86,40 @@ class CallRecordWriter:
             # record is that worker's now. Only this worker's slot is ours to free.
             await self._registry.release(self._worker_id, self._call_sid)
             return
-        try:
-            await self._store.save_transcript(self._call_sid, transcript)
-            if context is not None:
-                await self._store.checkpoint_context(self._call_sid, _jsonable(context.get_messages()))
-            recording = self._media.store.describe(self._media.recording_folder(self._call_sid)) \
-                if self.recording.stored else ""
-            await self._store.upsert(self._call_sid, outcome=outcome, end_reason=reason, ended_at=time.time(),
-                                     **({"recording": recording} if recording else {}))
-            await self._store.add_event(self._call_sid, "worker_call_ended", outcome=outcome, reason=reason)
-            await self._registry.release(self._worker_id, self._call_sid)
-        except Exception:
-            log.exception("could not store the call's end", extra={"call_sid": self._call_sid})
+        ended_at = time.time()  # the call's end, however long Redis keeps us from storing it
+        messages = _jsonable(context.get_messages()) if context is not None else None
+        deadline = time.monotonic() + self._end_retry_s
+        delay = 0.25
+        while True:
+            try:
+                await self._store_end(outcome, reason, ended_at, transcript, messages)
+                break
+            except RedisError as exc:  # down or restarting: the caller's turns and the slot are worth a wait
+                if time.monotonic() + delay > deadline:
+                    log.error("could not store the call's end: Redis unavailable: %r", exc,
+                              extra={"call_sid": self._call_sid})
+                    break
+                log.warning("could not store the call's end yet (%r): again in %.2f s", exc, delay,
+                            extra={"call_sid": self._call_sid})
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+            except Exception:
+                log.exception("could not store the call's end", extra={"call_sid": self._call_sid})
+                break
         await self._put_transcript(transcript)
+
+    async def _store_end(self, outcome: str, reason: str, ended_at: float, transcript: list[dict[str, Any]],
+                         messages: list[dict[str, Any]] | None) -> None:
+        """Every write may be repeated (a retry after a timeout): only the event could then be there twice."""
+        await self._store.save_transcript(self._call_sid, transcript)
+        if messages is not None:
+            await self._store.checkpoint_context(self._call_sid, messages)
+        recording = self._media.store.describe(self._media.recording_folder(self._call_sid)) \
+            if self.recording.stored else ""
+        await self._store.upsert(self._call_sid, outcome=outcome, end_reason=reason, ended_at=ended_at,
+                                 **({"recording": recording} if recording else {}))
+        await self._store.add_event(self._call_sid, "worker_call_ended", outcome=outcome, reason=reason)
+        await self._registry.release(self._worker_id, self._call_sid)
 
     async def _still_attached(self) -> bool:
         try:

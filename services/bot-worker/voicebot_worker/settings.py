@@ -33,6 +33,9 @@ class WorkerSettings(CommonSettings):
     worker_heartbeat_interval_s: float = Field(2.0, gt=0, description="Registry heartbeat period.")
     worker_heartbeat_ttl_s: float = Field(10.0, gt=0, description="Registry entry lifetime without a heartbeat.")
     worker_drain_timeout_s: float = Field(600.0, ge=0, description="On SIGTERM, wait this long for live calls.")
+    worker_call_end_retry_s: float = Field(
+        120.0, ge=0, description="A call that ends while Redis is down or restarting stores its end (transcript, "
+        "outcome, the slot's release) once Redis is back, retrying this long.")
     worker_stream_start_timeout_s: float = Field(10.0, gt=0, description="Wait this long for `connected`/`start`.")
     worker_idle_timeout_s: float | None = Field(None, description="Overrides every profile's idle_timeout_s.")
     # Tuned so `clear` leaves within 300 ms of the caller's first syllable (measured ~0.2 s): pipecat's

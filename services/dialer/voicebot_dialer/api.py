@@ -19,7 +19,7 @@ from voicebot_dialer import routes_call_media, routes_calls, routes_campaigns
 from voicebot_dialer.api_keys import ApiKeyError, ApiKeys
 from voicebot_dialer.auth import Auth
 from voicebot_dialer.body_limit import BodySizeLimit
-from voicebot_dialer.enqueue import producer_app, webhook_emitter
+from voicebot_dialer.enqueue import producer_for, webhook_emitter
 from voicebot_dialer.errors import install_error_handlers
 from voicebot_dialer.event_feed import DialEventFeed
 from voicebot_dialer.openapi_doc import install_openapi
@@ -31,12 +31,12 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # raises ApiKeyError when the keys file cannot be used at start
     auth = Auth(ApiKeys(settings.api_keys, settings.dialer_api_keys_file, allow_public=settings.dev_mode))
-    producer = producer_app(settings.broker_url, settings.dialer_broker_prefix)
+    producer = producer_for(settings)
     dialer = DialerService(settings, emit_webhook=webhook_emitter(producer))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.event_feed = DialEventFeed(connect(settings.redis_url), dialer.keys)
+        app.state.event_feed = DialEventFeed(connect(settings.redis_target), dialer.keys)
         yield
         await app.state.event_feed.aclose()
 

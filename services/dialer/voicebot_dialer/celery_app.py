@@ -25,7 +25,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from redis.exceptions import RedisError
 
 from voicebot_core import telemetry
+from voicebot_core.dial_status import publish_retry_policy
 from voicebot_core.logs import setup_logging
+from voicebot_dialer.broker_loss import survive_broker_loss
 from voicebot_dialer.enqueue import (
     CALL_STATUS_TASK,
     DELIVER_WEBHOOK_TASK,
@@ -34,20 +36,27 @@ from voicebot_dialer.enqueue import (
     broker_transport_options,
     webhook_emitter,
 )
+from voicebot_dialer.placement import worker_name
 from voicebot_dialer.service import DialerService
 from voicebot_dialer.settings import get_settings
 from voicebot_dialer.webhook_delivery import WebhookDelivery
 from voicebot_dialer.webhook_outbox import PendingDelivery, WebhookOutbox
 from voicebot_dialer.webhook_schedule import RetrySchedule
+from voicebot_dialer.worker_liveness import BeatThread
 
 RECONCILE_EVERY_S = 2.0
+RECLAIM_EVERY_S = 1.0
+# Named once in the worker's main process, before the pool forks: its liveness beat and the holder
+# of every task it receives (prefork children inherit it).
+WORKER_ID = worker_name()
 
 log = logging.getLogger(__name__)
 settings = get_settings()
 
+survive_broker_loss()  # however the worker is started (python -m voicebot_dialer.worker, celery -A ...)
 app = Celery("voicebot_dialer", broker=settings.broker_url)
 app.conf.update(
-    broker_transport_options=broker_transport_options(settings.dialer_broker_prefix),
+    broker_transport_options=broker_transport_options(settings.dialer_broker_prefix, settings.broker_sentinel_options),
     broker_connection_retry_on_startup=True,
     task_default_queue=DIALER_QUEUE,
     task_acks_late=True,
@@ -58,6 +67,8 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
 )
+if settings.broker_sentinel_options:  # a publish during a Sentinel failover waits for the new primary
+    app.conf.task_publish_retry_policy = publish_retry_policy(settings.redis_failover_retry_s)
 
 _service: DialerService | None = None
 _webhooks: WebhookDelivery | None = None
@@ -125,10 +136,14 @@ class DispatchLoop(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        last_reconcile = 0.0
+        last_reconcile = last_reclaim = 0.0
         interval = self._dialer.settings.dialer_dispatch_interval_s
         while not self._stop_event.wait(interval):
             try:
+                now = time.monotonic()
+                if now - last_reclaim > RECLAIM_EVERY_S:
+                    last_reclaim = now
+                    self._dialer.reclaim_from_dead_workers()
                 self._dialer.promote_waiting()
                 while self._dialer.dispatch_due(send_placement) > 0:
                     pass
@@ -148,6 +163,7 @@ class DispatchLoop(threading.Thread):
 
 
 _dispatcher: DispatchLoop | None = None
+_beat: BeatThread | None = None
 _traced_pid: int | None = None
 
 
@@ -195,11 +211,26 @@ def _pool_process_exit(pid: int | None = None, **_: object) -> None:
         multiprocess.mark_process_dead(pid or os.getpid())
 
 
+@signals.task_received.connect
+def _hold_received_job(request: object = None, **_: object) -> None:
+    """This worker holds the job of a placement task it received (prefetched or running): if it
+    dies, others see it in worker_liveness and take the job back within seconds."""
+    if getattr(request, "name", None) != PLACE_CALL_TASK:
+        return
+    kwargs = getattr(request, "kwargs", None) or {}
+    try:
+        service().liveness.hold(kwargs["dial_job_id"], kwargs["token"], WORKER_ID)
+    except (KeyError, RedisError) as exc:  # without a holder the job falls back to its lease
+        log.warning("could not record the holder of a placement task: %r", exc)
+
+
 @signals.worker_ready.connect
 def _start_dispatcher(**_: object) -> None:
-    global _dispatcher
+    global _dispatcher, _beat
     setup_logging("dialer-worker", settings.log_level, settings.log_json, settings.mask_phone_numbers)
     _setup_tracing()
+    _beat = BeatThread(service().liveness, WORKER_ID)
+    _beat.start()
     _dispatcher = DispatchLoop(service(), webhooks())
     _dispatcher.start()
     if settings.dialer_metrics_port:
@@ -214,3 +245,5 @@ def _start_dispatcher(**_: object) -> None:
 def _stop_dispatcher(**_: object) -> None:
     if _dispatcher is not None:
         _dispatcher.stop()
+    if _beat is not None:
+        _beat.stop()

@@ -15,6 +15,7 @@ from voicebot_core.dial_status import (
     broker_transport_options,
     enqueue_call_status,
     producer_app,
+    producer_for,
 )
 
 CALL_STATUS_TASK = HANDLE_CALL_STATUS_TASK
@@ -33,4 +34,5 @@ def webhook_emitter(app: Celery) -> Callable[[str, dict[str, Any]], None]:
 
 
 __all__ = ["CALL_STATUS_TASK", "DELIVER_WEBHOOK_TASK", "DIALER_QUEUE", "PLACE_CALL_TASK",
-           "broker_transport_options", "enqueue_call_status", "producer_app", "webhook_emitter"]
+           "broker_transport_options", "enqueue_call_status", "producer_app", "producer_for",
+           "webhook_emitter"]

@@ -18,6 +18,7 @@ import redis
 from redis.client import Pipeline
 
 from voicebot_core.dial_jobs import decode_job, encode_fields
+from voicebot_core.redis_client import ReplicaAck
 from voicebot_core.redis_keys import RedisKeys
 
 JOB_TTL_S = 30 * 24 * 3600
@@ -64,10 +65,14 @@ class IdempotencyConflict(Exception):
 
 
 class JobStore:
-    def __init__(self, redis_client: redis.Redis, keys: RedisKeys) -> None:
+    """`replica_ack`: creating a job and changing its state (before a call is placed, say) wait for a
+    replica to hold the write, so a Sentinel failover right after cannot undo it (ReplicaAck)."""
+
+    def __init__(self, redis_client: redis.Redis, keys: RedisKeys, replica_ack: ReplicaAck | None = None) -> None:
         self._redis = redis_client
         self._keys = keys
         self._create = redis_client.register_script(_CREATE_LUA)
+        self._replica_ack = replica_ack
 
     def ping(self) -> bool:
         return bool(self._redis.ping())
@@ -84,11 +89,13 @@ class JobStore:
         idem_key = self._keys.idempotency(hashlib.sha256(idempotency_key.encode()).hexdigest()) \
             if idempotency_key else ""
         campaign_id = fields.get("campaign_id") or ""
-        result = self._create(
-            keys=[idem_key, self._keys.dial_job(job_id), self._keys.dial_jobs_index(), self._keys.dial_schedule(),
-                  self._keys.campaign_jobs(campaign_id) if campaign_id else ""],
-            args=[job_id, due_at, now, IDEMPOTENCY_TTL_S, fingerprint, *flat],
-        )
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._create(
+                keys=[idem_key, self._keys.dial_job(job_id), self._keys.dial_jobs_index(),
+                      self._keys.dial_schedule(), self._keys.campaign_jobs(campaign_id) if campaign_id else ""],
+                args=[job_id, due_at, now, IDEMPOTENCY_TTL_S, fingerprint, *flat], client=pipe,
+            )
+            result = self._execute_acked(pipe, f"dial job {job_id} created")[0]
         stored_id, created, stored_fingerprint = result[0], int(result[1]), result[2]
         if not created and stored_fingerprint != fingerprint:
             raise IdempotencyConflict(stored_id)
@@ -133,7 +140,17 @@ class JobStore:
 
     # writes
     def update(self, job_id: str, **fields: Any) -> None:
-        self._redis.hset(self._keys.dial_job(job_id), mapping=encode_fields({**fields, "updated_at": time.time()}))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._keys.dial_job(job_id), mapping=encode_fields({**fields, "updated_at": time.time()}))
+            self._execute_acked(pipe, f"dial job {job_id} {fields.get('state') or 'update'}")
+
+    def _execute_acked(self, pipe: Pipeline, what: str) -> list[Any]:
+        """Run `pipe`, then (with a replica_ack) WAIT on its connection for a replica to hold it."""
+        if self._replica_ack is None or not self._replica_ack.add(pipe):
+            return pipe.execute()
+        *results, acked = pipe.execute()
+        self._replica_ack.check(int(acked), what)
+        return results
 
     def add_event(self, job_id: str, kind: str, **data: Any) -> dict[str, Any]:
         event = {"event_id": new_event_id(), "dial_job_id": job_id, "kind": kind, "at": time.time(), **data}

@@ -13,6 +13,7 @@ from voicebot_dialer.lifecycle import Lifecycle
 from voicebot_dialer.placement_queues import PlacementQueues
 from voicebot_dialer.settings import DialerSettings
 from voicebot_dialer.twilio_calls import TwilioCalls
+from voicebot_dialer.worker_liveness import WorkerLiveness
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,4 @@ class DialerParts:
     capacity: CapacityGate  # bot-worker slots and campaign caps
     lifecycle: Lifecycle  # every state change of a job goes through it
     calls: TwilioCalls
+    liveness: WorkerLiveness  # which dialer workers are alive, which jobs each holds

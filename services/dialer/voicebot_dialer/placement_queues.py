@@ -11,13 +11,15 @@ import redis
 
 from voicebot_core.redis_keys import RedisKeys
 
-# KEYS[1] schedule, KEYS[2] dispatched. ARGV: now, lease until, max in flight, batch.
-# Expired leases go back to the schedule (their task was lost); then due jobs move to
-# 'dispatched' while fewer than max are queued. One script, so two workers never claim one job.
+# KEYS[1] schedule, KEYS[2] dispatched, KEYS[3] holders. ARGV: now, lease until, max in flight, batch.
+# Expired leases go back to the schedule (their task was lost, or its worker died); then due jobs
+# move to 'dispatched' while fewer than max are queued, with no holder until a worker receives the
+# task. One script, so two workers never claim one job.
 _CLAIM_LUA = """
 local now = tonumber(ARGV[1])
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
   redis.call('ZREM', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
   redis.call('ZADD', KEYS[1], now, id)
 end
 local room = tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[2])
@@ -25,6 +27,7 @@ if room <= 0 then return {} end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, math.min(room, tonumber(ARGV[4])))
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[3], id)
   redis.call('ZADD', KEYS[2], ARGV[2], id)
 end
 return ids
@@ -57,14 +60,27 @@ class PlacementQueues:
     # dispatched: a placement task is queued under a lease
     def claim_due(self, now: float, lease_until: float, max_inflight: int, batch: int) -> list[str]:
         """Move due jobs to 'dispatched' (leased until `lease_until`); lost leases go back first."""
-        return self._claim(keys=[self._keys.dial_schedule(), self._keys.dial_dispatched()],
+        return self._claim(keys=[self._keys.dial_schedule(), self._keys.dial_dispatched(), self._keys.dial_holders()],
                            args=[now, lease_until, max_inflight, batch])
 
     def extend_lease(self, job_id: str, until: float) -> None:
         self._redis.zadd(self._keys.dial_dispatched(), {job_id: until})
 
+    def end_lease(self, job_id: str, at: float) -> None:
+        """The job's task is lost (its worker died): the next claim puts it back in the schedule."""
+        self._redis.zadd(self._keys.dial_dispatched(), {job_id: at}, xx=True)
+
+    def is_dispatched(self, job_id: str) -> bool:
+        return self._redis.zscore(self._keys.dial_dispatched(), job_id) is not None
+
+    def is_placing(self, job_id: str) -> bool:
+        return self._redis.zscore(self._keys.dial_placing(), job_id) is not None
+
     def drop_lease(self, job_id: str) -> None:
-        self._redis.zrem(self._keys.dial_dispatched(), job_id)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self._keys.dial_dispatched(), job_id)
+            pipe.hdel(self._keys.dial_holders(), job_id)
+            pipe.execute()
 
     # placing: the REST call started
     def start_placing(self, job_id: str, at: float) -> None:
@@ -75,7 +91,11 @@ class PlacementQueues:
 
     def stop_placing(self, job_id: str) -> bool:
         """False when it was not placing (another worker took it first)."""
-        return bool(self._redis.zrem(self._keys.dial_placing(), job_id))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self._keys.dial_placing(), job_id)
+            pipe.hdel(self._keys.dial_holders(), job_id)
+            removed, _ = pipe.execute()
+        return bool(removed)
 
     def placing_since(self, before: float) -> list[str]:
         return self._redis.zrangebyscore(self._keys.dial_placing(), "-inf", before)
@@ -93,6 +113,7 @@ class PlacementQueues:
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrem(self._keys.dial_dispatched(), job_id)
             pipe.zrem(self._keys.dial_placing(), job_id)
+            pipe.hdel(self._keys.dial_holders(), job_id)
             pipe.execute()
 
     # a campaign at its concurrency cap

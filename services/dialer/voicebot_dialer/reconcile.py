@@ -81,6 +81,29 @@ class Reconciler:
                 settled += self._settle(latest, found, error)
         return settled
 
+    def reclaim_from_dead_workers(self) -> int:
+        """Jobs whose worker died (worker_liveness): a dispatched one's lease ends now, so the next
+        dispatch pass sends it again under a new token; a placing one is looked up in Twilio on the
+        next reconcile pass, unless a look-up of it has already been made (its next one stays
+        a placing timeout later, as a second look-up must). Returns the jobs reclaimed."""
+        queues, liveness = self._parts.queues, self._parts.liveness
+        reclaimed = 0
+        now = time.time()
+        for job_id, worker in liveness.jobs_of_dead_workers().items():
+            liveness.release(job_id)
+            if queues.is_dispatched(job_id):
+                queues.end_lease(job_id, now)
+            elif queues.is_placing(job_id):
+                job = self._parts.jobs.get(job_id) or {}
+                if job.get("lookup_missed") or int(job.get("lookup_failures") or 0):
+                    continue
+                queues.recheck_placing(job_id, now - self._parts.settings.dialer_placing_timeout_s)
+            else:
+                continue
+            log.warning("dialer worker %s is gone: reclaiming dial job %s", worker, job_id)
+            reclaimed += 1
+        return reclaimed
+
     def _settle(self, job: dict[str, Any], found: tuple[str, str] | None, error: str) -> int:
         """Apply one look-up's answer under the job's lock; 1 when the placement is settled."""
         lifecycle = self._parts.lifecycle

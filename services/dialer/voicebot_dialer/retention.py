@@ -28,7 +28,7 @@ def purge(settings: DialerSettings, now: float | None = None) -> dict[str, int]:
     retention_s = settings.call_data_retention_s
     calls, objects = CallMedia(object_store(settings)).purge(retention_s, now)
     keys = RedisKeys(settings.redis_prefix)
-    indexed = connect_sync(settings.redis_url).zremrangebyscore(keys.calls_index(), "-inf", now - retention_s)
+    indexed = connect_sync(settings.redis_target).zremrangebyscore(keys.calls_index(), "-inf", now - retention_s)
     return {"calls_deleted": calls, "objects_deleted": objects, "index_entries_deleted": int(indexed)}
 
 

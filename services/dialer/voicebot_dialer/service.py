@@ -14,7 +14,7 @@ from twilio.rest import Client
 from voicebot_core.call_media import CallMedia
 from voicebot_core.calls import CallRecordReader
 from voicebot_core.object_store import object_store
-from voicebot_core.redis_client import connect_sync
+from voicebot_core.redis_client import ReplicaAck, connect_sync
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_dialer.callbacks import Callbacks
 from voicebot_dialer.campaign_store import CampaignStore
@@ -31,6 +31,7 @@ from voicebot_dialer.ratelimit import RateLimiter
 from voicebot_dialer.reconcile import Reconciler
 from voicebot_dialer.settings import DialerSettings
 from voicebot_dialer.twilio_calls import TwilioCalls
+from voicebot_dialer.worker_liveness import WorkerLiveness
 
 
 class DialerService:
@@ -38,9 +39,9 @@ class DialerService:
                  twilio_client: Client | None = None) -> None:
         self.settings = settings
         self.keys = RedisKeys(prefix=settings.redis_prefix)
-        self.redis = connect_sync(settings.redis_url)
+        self.redis = connect_sync(settings.redis_target)
         # stores
-        self.store = JobStore(self.redis, self.keys)
+        self.store = JobStore(self.redis, self.keys, ReplicaAck(self.redis, settings.redis_replica_ack_ms))
         self.campaigns = CampaignStore(self.redis, self.keys, self.store)
         self.do_not_call = DoNotCallList(self.redis, self.keys)
         self.queues = PlacementQueues(self.redis, self.keys)
@@ -50,8 +51,9 @@ class DialerService:
         # work
         self.calls = TwilioCalls(settings, twilio_client)
         self.lifecycle = Lifecycle(self.store, self.queues, self.capacity, emit_webhook)
+        self.liveness = WorkerLiveness(self.redis, self.keys, settings.dialer_worker_liveness_s)
         parts = DialerParts(settings, self.store, self.campaigns, self.do_not_call, self.queues, self.capacity,
-                            self.lifecycle, self.calls)
+                            self.lifecycle, self.calls, self.liveness)
         self.dispatcher = Dispatcher(parts)
         self.placement = Placement(parts, RateLimiter(self.redis, self.keys, settings.dialer_rate_window_s))
         self.callbacks = Callbacks(parts)
@@ -83,6 +85,9 @@ class DialerService:
 
     def reconcile_silent_calls(self, batch: int = 20) -> int:
         return self.reconciler.reconcile_silent_calls(batch)
+
+    def reclaim_from_dead_workers(self) -> int:
+        return self.reconciler.reclaim_from_dead_workers()
 
     # routes
     def cancel(self, job_id: str) -> dict[str, Any] | None:

@@ -48,7 +48,12 @@ class DialerSettings(CommonSettings):
     dialer_record_calls: bool = Field(False, description="Ask Twilio to record placed calls.")
     dialer_default_max_attempts: int = Field(3, description="Attempts when a request sets none.")
     dialer_dispatch_interval_s: float = Field(0.05, description="How often workers look for due jobs.")
-    dialer_dispatch_lease_s: float = Field(60.0, description="Re-dispatch a queued job after this long.")
+    dialer_dispatch_lease_s: float = Field(
+        60.0, description="Re-dispatch a queued job after this long when no live worker holds it (a task lost in "
+        "the broker); a job held by a dead worker is re-dispatched after DIALER_WORKER_LIVENESS_S.")
+    dialer_worker_liveness_s: float = Field(
+        4.0, gt=1.0, description="A dialer worker silent this long (it beats every second) is dead: the jobs it "
+        "held are dispatched again, or looked up in Twilio at once if their create had started.")
     dialer_max_inflight: int = Field(50, description="Placement tasks queued but not started, at most.")
     dialer_placing_timeout_s: float = Field(30.0, description="Reconcile a job stuck in 'placing' after.")
     dialer_twilio_timeout_s: float = Field(

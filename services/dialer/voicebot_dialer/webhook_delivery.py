@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from voicebot_core.metrics import EVENT_WEBHOOK_ATTEMPTS
 from voicebot_dialer.event_webhooks import WebhookRejected, deliver
 from voicebot_dialer.job_store import new_event_id
 from voicebot_dialer.webhook_outbox import PendingDelivery, WebhookOutbox
@@ -34,9 +35,13 @@ class WebhookDelivery:
         try:
             deliver(url, event, self._secret, self._timeout_s)
         except WebhookRejected as exc:
-            return self._after_failure(url, event, retry, first_at, exc)
-        self.outbox.done(event_id)  # also ends retries a duplicate of this attempt scheduled
-        return "delivered"
+            result = self._after_failure(url, event, retry, first_at, exc)
+        else:
+            self.outbox.done(event_id)  # also ends retries a duplicate of this attempt scheduled
+            result = "delivered"
+        if result != "superseded":
+            EVENT_WEBHOOK_ATTEMPTS.labels(result=result).inc()
+        return result
 
     def _after_failure(self, url: str, event: dict[str, Any], retry: int, first_at: float,
                        exc: WebhookRejected) -> str:

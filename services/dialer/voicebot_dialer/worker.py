@@ -26,6 +26,10 @@ import sys
 import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -64,7 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     load_settings(DialerSettings)
     from voicebot_dialer.celery_app import app  # imports prometheus_client: after the directory is ready
 
-    return app.start(["worker", *(sys.argv[1:] if argv is None else argv)]) or 0
+    return run_worker(app, ["worker", *(sys.argv[1:] if argv is None else argv)])
+
+
+def run_worker(app: Celery, argv: list[str]) -> int:
+    """`app.start(argv)`, keeping the worker's exit code: `app.start` drops it, so a worker stopped by an
+    unrecoverable error would exit 0 and a supervisor would take that for a clean stop."""
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,13 @@ class GatewaySettings(CommonSettings):
         "Empty: nobody's; the headers of any other peer are ignored.",
     )
     gateway_drain_timeout_s: float = Field(3600.0, description="SIGTERM: longest wait for open streams.")
+    gateway_drain_linger_s: float = Field(
+        1.0, ge=0, description="SIGTERM: /readyz fails at once, but the gateway keeps taking connections this "
+        "long, so a load balancer polling it takes it out of rotation before it stops listening; a stream that "
+        "arrives meanwhile (its webhook answered here or on another gateway) is relayed and waited for.")
+    gateway_liveness_timeout_s: float = Field(
+        5.0, gt=0, description="A gateway that has not beaten into Redis for this long is dead (kill -9, OOM, a "
+        "lost node): another gateway marks the calls it was relaying failed. Every gateway beats four times in it.")
     gateway_max_body_bytes: int = Field(64 * 1024, description="Largest webhook body accepted.")
     gateway_worker_connect_timeout_s: float = Field(3.0, description="Opening the stream to a bot-worker.")
     gateway_worker_attempts: int = Field(
@@ -46,6 +53,12 @@ class GatewaySettings(CommonSettings):
         150.0, description="A dialer's hold on a slot for an outbound call counts against other calls this long "
         "(as the dialer's stale window: dialer_ring_timeout_s + 120 s).")
     gateway_busy_message: str = "Sorry, all of our agents are busy right now. Please call again later."
+    gateway_redis_timeout_s: float = Field(
+        2.0, gt=0, description="Longest wait on Redis while a call is being set up (the voice webhook, the worker "
+        "reservation). Past it, or on a Redis error, the caller hears the busy message rather than silence.")
+    gateway_callback_retry_s: float = Field(
+        120.0, ge=0, description="A status or AMD callback that Redis (or the dialer's broker) cannot take is "
+        "answered 204 and applied in the background, retried this long: Twilio sends each callback once.")
     gateway_validate_signatures: bool = Field(True, description="Never disable in production.")
     gateway_redis_max_connections: int = Field(
         100, description="Redis connections per gateway process; more requests wait for one.")

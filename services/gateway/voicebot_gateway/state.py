@@ -15,6 +15,7 @@ from voicebot_core.profiles import AgentProfiles
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
 from voicebot_core.signatures import SignatureChecker
+from voicebot_gateway.liveness import GatewayLiveness
 from voicebot_gateway.settings import GatewaySettings
 
 
@@ -30,16 +31,19 @@ class GatewayState:
     signatures: SignatureChecker
     twilio: Client
     workers_http: httpx.AsyncClient  # forwards status callbacks; one pool for the process
+    liveness: GatewayLiveness  # this gateway's beat and streams in Redis; marks a dead gateway's calls failed
     draining: bool = False
     open_streams: int = 0
     streams_idle: asyncio.Event = field(default_factory=asyncio.Event)
     background: set[asyncio.Task] = field(default_factory=set)
 
-    def stream_opened(self) -> None:
+    def stream_opened(self, call_sid: str) -> None:
         self.open_streams += 1
         self.streams_idle.clear()
+        self.liveness.opened(call_sid)
 
-    def stream_closed(self) -> None:
+    def stream_closed(self, call_sid: str) -> None:
+        self.liveness.closed(call_sid)
         self.open_streams -= 1
         if self.open_streams <= 0:
             self.streams_idle.set()

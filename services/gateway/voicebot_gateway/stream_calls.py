@@ -15,11 +15,12 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from opentelemetry.trace import SpanKind
+from redis.exceptions import RedisError
 
 from voicebot_core import metrics, telemetry, twiml
 from voicebot_core.signatures import SignatureError
@@ -74,16 +75,29 @@ async def say_busy(state: GatewayState, call_sid: str, mid_call: bool = False) -
     """No worker takes the call: Twilio speaks the busy message and hangs up (the stream ends).
     `mid_call`: a worker had the call and broke, and no other one takes it over."""
     metrics.NO_CAPACITY.inc()
-    await state.calls.add_event(call_sid, "no-capacity")
-    if mid_call:
-        await state.calls.upsert(call_sid, outcome="failed", outcome_reason="no free worker to re-attach to")
-    else:
-        await state.calls.upsert(call_sid, outcome="rejected", outcome_reason="no free worker")
+    try:  # the record is best effort: with Redis down the caller still hears the message
+        async with asyncio.timeout(state.settings.gateway_redis_timeout_s):
+            await state.calls.add_event(call_sid, "no-capacity")
+            if mid_call:
+                await state.calls.upsert(call_sid, outcome="failed", outcome_reason="no free worker to re-attach to")
+            else:
+                await state.calls.upsert(call_sid, outcome="rejected", outcome_reason="no free worker")
+    except (RedisError, TimeoutError) as exc:
+        log.error("could not record the busy message in Redis: %r", exc)
     try:
         busy = twiml.say_and_hang_up(state.settings.gateway_busy_message)
         await asyncio.to_thread(state.twilio.calls(call_sid).update, twiml=busy)
     except Exception as exc:  # REST down: closing the stream still ends the call cleanly
         log.error("could not play the busy message: %s", exc)
+
+
+async def _best_effort(state: GatewayState, what: str, write: Coroutine[Any, Any, Any]) -> None:
+    """A record write the call goes on without: Redis down or slow (a restart) is logged, not raised."""
+    try:
+        async with asyncio.timeout(state.settings.gateway_redis_timeout_s):
+            await write
+    except (RedisError, TimeoutError) as exc:
+        log.error("could not record %s in Redis: %r", what, exc)
 
 
 class StreamCall(ABC, Generic[W]):
@@ -123,7 +137,7 @@ class StreamCall(ABC, Generic[W]):
 
     async def run(self) -> None:
         state, call_sid = self.state, self.call_sid
-        state.stream_opened()
+        state.stream_opened(call_sid)
         metrics.STREAMS_ACTIVE.inc()
         started_at = time.monotonic()
         try:
@@ -136,7 +150,11 @@ class StreamCall(ABC, Generic[W]):
             with telemetry.span("gateway.stream", kind=SpanKind.SERVER, parent=start.custom_parameters,
                                 attrs={"call.sid": call_sid,
                                        "call.direction": start.custom_parameters.get("direction")}):
-                call = await state.calls.record(call_sid)
+                try:  # the worker the call was on (a stream started again); Redis down: the reservation says
+                    async with asyncio.timeout(state.settings.gateway_redis_timeout_s):
+                        call = await state.calls.record(call_sid)
+                except (RedisError, TimeoutError):
+                    call = None
                 await self._attach_and_relay(start, call.worker_id if call else "", started_at)
         except FrameError as exc:
             metrics.STREAM_ERRORS.labels(reason="bad_frame").inc()
@@ -161,7 +179,7 @@ class StreamCall(ABC, Generic[W]):
                 log.error("could not record the end of the stream: %s", exc)
             finally:
                 metrics.STREAMS_ACTIVE.dec()
-                state.stream_closed()
+                state.stream_closed(call_sid)
                 self.ended()
 
     async def _attach_and_relay(self, start: StreamStart, preferred: str, started_at: float) -> None:
@@ -176,16 +194,16 @@ class StreamCall(ABC, Generic[W]):
             opened = await self._open_worker(preferred, skip, own_hold)
             if opened is None:
                 if lost_once:
-                    await state.calls.add_event(call_sid, "failover-failed")
+                    await _best_effort(state, "the failed failover", state.calls.add_event(call_sid, "failover-failed"))
                 await say_busy(state, call_sid, mid_call=lost_once)
                 await self.close(CLOSE_NORMAL)
                 return
             worker_id, worker = opened
             self.worker_id = worker_id
-            await state.calls.upsert(call_sid, worker_id=worker_id, stream_sid=start.stream_sid,
-                                     status="in-progress")
-            await state.calls.add_event(call_sid, "reattached" if lost_once else "stream-attached",
-                                        worker_id=worker_id)
+            await _best_effort(state, "the attach", state.calls.upsert(
+                call_sid, worker_id=worker_id, stream_sid=start.stream_sid, status="in-progress"))
+            await _best_effort(state, "the attach", state.calls.add_event(
+                call_sid, "reattached" if lost_once else "stream-attached", worker_id=worker_id))
             if not setup_timed:
                 metrics.CALL_SETUP.observe(time.monotonic() - started_at)
                 setup_timed = True
@@ -194,7 +212,8 @@ class StreamCall(ABC, Generic[W]):
                 ended = await self.relay(worker)
             finally:
                 await self.detach(worker)
-                await state.registry.release(worker_id, call_sid)
+                # the worker frees its slot too; a Redis blip here must not turn the call's end into an error
+                await _best_effort(state, "the slot's release", state.registry.release(worker_id, call_sid))
             if ended is RelayEnd.DONE:
                 await self.close(CLOSE_NORMAL)
                 return
@@ -202,7 +221,8 @@ class StreamCall(ABC, Generic[W]):
             preferred = ""
             if ended is RelayEnd.REFUSED:  # counts against this attach's attempts, as a refused upgrade
                 log.warning("worker %s closed the stream with 1013 (full or draining)", worker_id)
-                await state.calls.add_event(call_sid, "worker-refused", worker_id=worker_id)
+                await _best_effort(state, "the refusal", state.calls.add_event(call_sid, "worker-refused",
+                                                                               worker_id=worker_id))
             else:
                 lost_once = True
                 self.attempts_left = state.settings.gateway_worker_attempts  # a fresh round for the re-attach
@@ -213,8 +233,13 @@ class StreamCall(ABC, Generic[W]):
         state, call_sid = self.state, self.call_sid
         while self.attempts_left > 0:
             self.attempts_left -= 1
-            reservation = await state.registry.reserve(call_sid, preferred_worker_id=preferred, skip=skip,
-                                                       dial_job_id=own_hold)
+            try:
+                async with asyncio.timeout(state.settings.gateway_redis_timeout_s):
+                    reservation = await state.registry.reserve(call_sid, preferred_worker_id=preferred, skip=skip,
+                                                               dial_job_id=own_hold)
+            except (RedisError, TimeoutError) as exc:
+                log.error("Redis unavailable reserving a worker (%r): busy message", exc)
+                return None
             if reservation is None:
                 return None
             ticket = issue_ticket(state.settings.stream_ticket_secret.get_secret_value(), call_sid,
@@ -223,7 +248,8 @@ class StreamCall(ABC, Generic[W]):
                 return reservation.worker_id, await self.connect(reservation.address, ticket)
             except self.refused as exc:
                 log.warning("worker %s refused call: %s", reservation.worker_id, exc)
-                await state.registry.release(reservation.worker_id, call_sid)
+                await _best_effort(state, "the slot's release", state.registry.release(reservation.worker_id,
+                                                                                        call_sid))
                 skip.add(reservation.worker_id)
                 preferred = ""
         return None

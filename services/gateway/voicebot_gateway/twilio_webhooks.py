@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
+from kombu.exceptions import KombuError
 from opentelemetry.trace import SpanKind
+from redis.exceptions import RedisError
 
 from voicebot_core import answering_machine, metrics, telemetry, twiml
 from voicebot_core.dial_jobs import DialJob
-from voicebot_core.dial_status import enqueue_call_status, producer_app
+from voicebot_core.dial_status import enqueue_call_status, producer_for
 from voicebot_core.logs import call_sid_var
 from voicebot_core.tickets import TicketError, verify_outbound_url_token
 from voicebot_core.vocabulary import is_machine
@@ -50,6 +53,15 @@ def _inbound_profile(request: Request, state: GatewayState, called: str) -> str:
     return state.profiles.for_number(called)
 
 
+def _store_unavailable(state: GatewayState, endpoint: str, exc: BaseException) -> Response:
+    """Redis is down or too slow to set the call up: the busy message and hang up, not a 5xx (which
+    Twilio answers with its "application error" message) and not a stream no worker can be reserved for."""
+    metrics.WEBHOOKS.labels(endpoint=endpoint, status="store_unavailable").inc()
+    metrics.NO_CAPACITY.inc()
+    log.error("Redis unavailable answering the %s webhook (%r): busy message", endpoint, exc)
+    return _xml(twiml.say_and_hang_up(state.settings.gateway_busy_message))
+
+
 def _require(form: dict[str, str], name: str) -> str:
     value = form.get(name, "").strip()
     if not value:
@@ -71,11 +83,15 @@ async def inbound_voice(request: Request) -> Response:
     profile = _inbound_profile(request, state, called)
     with telemetry.span("gateway.voice_webhook", kind=SpanKind.SERVER, parent=telemetry.request_parent(request.headers),
                         attrs={"call.sid": call_sid, "call.direction": "inbound", "agent.profile": profile}):
-        await state.calls.upsert(
-            call_sid, direction="inbound", **{"from": caller, "to": called},
-            agent_profile=profile, status=form.get("CallStatus", "ringing"),
-        )
-        await state.calls.add_event(call_sid, "webhook", status=form.get("CallStatus", "ringing"))
+        try:
+            async with asyncio.timeout(state.settings.gateway_redis_timeout_s):
+                await state.calls.upsert(
+                    call_sid, direction="inbound", **{"from": caller, "to": called},
+                    agent_profile=profile, status=form.get("CallStatus", "ringing"),
+                )
+                await state.calls.add_event(call_sid, "webhook", status=form.get("CallStatus", "ringing"))
+        except (RedisError, TimeoutError) as exc:
+            return _store_unavailable(state, "voice", exc)
         metrics.WEBHOOKS.labels(endpoint="voice", status="ok").inc()
         log.info("inbound call answered with agent profile %s", profile)
         # the traceparent parameter makes the worker's session a child of this span
@@ -96,7 +112,11 @@ async def outbound_voice(request: Request, dial_job_id: str, attempt: int = 0, t
     except TicketError as exc:
         metrics.REJECTED_SIGNATURES.labels(endpoint="outbound").inc()
         raise HTTPException(403, str(exc)) from None
-    job = await state.dial_jobs.get(dial_job_id)
+    try:
+        async with asyncio.timeout(state.settings.gateway_redis_timeout_s):
+            job = await state.dial_jobs.get(dial_job_id)
+    except (RedisError, TimeoutError) as exc:
+        return _store_unavailable(state, "outbound", exc)
     if job is None or job.is_terminal:
         log.warning("outbound call for unknown or finished dial job %s: hanging up", dial_job_id)
         return _xml(twiml.hang_up())
@@ -130,10 +150,14 @@ async def _machine_twiml(state: GatewayState, call_sid: str, job: DialJob, answe
 
 
 async def _forward_to_worker(state: GatewayState, call_sid: str, form: dict[str, str]) -> None:
-    call = await state.calls.record(call_sid)
-    if call is None or not call.worker_id:
+    try:
+        call = await state.calls.record(call_sid)
+        if call is None or not call.worker_id:
+            return
+        address = await state.registry.address(call.worker_id)
+    except RedisError as exc:  # the worker learns of the call's end from its stream closing too
+        log.info("status callback not forwarded: Redis unavailable: %r", exc)
         return
-    address = await state.registry.address(call.worker_id)
     if not address:
         return
     worker_id = call.worker_id
@@ -149,24 +173,55 @@ async def _callback(request: Request, kind: str) -> Response:
     form = await signed_form(request, state, kind)
     call_sid = _require(form, "CallSid")
     call_sid_var.set(call_sid)
-    status = form.get("CallStatus", "")
     dial_job_id = request.query_params.get("dial_job_id", "")
     attempt = int(request.query_params.get("attempt", "0") or 0)
-    await state.calls.add_event(call_sid, kind, status=status, answered_by=form.get("AnsweredBy", ""),
-                                duration=form.get("CallDuration", ""), dial_job_id=dial_job_id)
-    fields: dict[str, str] = {}
-    if status:
-        fields["status"] = status
-    if form.get("AnsweredBy"):
-        fields["answered_by"] = form["AnsweredBy"]
-    if fields:
-        await state.calls.upsert(call_sid, **fields)
-    if dial_job_id:
-        producer = producer_app(state.settings.broker_url, state.settings.dialer_broker_prefix)
-        await asyncio.to_thread(enqueue_call_status, producer, dial_job_id, attempt, kind, form)
+    # Twilio sends a callback once: with Redis down (or restarting) it is applied when Redis is back,
+    # in the background, rather than answered with a 5xx and lost.
+    applying = asyncio.ensure_future(_apply_callback(state, call_sid, kind, form, dial_job_id, attempt))
+    state.background.add(applying)
+    applying.add_done_callback(state.background.discard)
+    try:
+        await asyncio.wait_for(asyncio.shield(applying), state.settings.gateway_redis_timeout_s)
+    except TimeoutError:
+        log.warning("Redis slow or unavailable: the %s callback is applied in the background", kind)
+        metrics.WEBHOOKS.labels(endpoint=kind, status="deferred").inc()
+        return Response(status_code=204)
     state.spawn(_forward_to_worker(state, call_sid, form))
     metrics.WEBHOOKS.labels(endpoint=kind, status="ok").inc()
     return Response(status_code=204)
+
+
+async def _apply_callback(state: GatewayState, call_sid: str, kind: str, form: dict[str, str], dial_job_id: str,
+                          attempt: int) -> None:
+    """The callback into the call's record, then to the dialer's queue; each step again on a Redis (or broker)
+    error, until gateway_callback_retry_s has passed. A step that timed out may have been applied: its retry
+    can add a second event, and the dialer gets the status twice (as Twilio itself may send it)."""
+    deadline = time.monotonic() + state.settings.gateway_callback_retry_s
+    status = form.get("CallStatus", "")
+    fields = {"status": status} if status else {}
+    if form.get("AnsweredBy"):
+        fields["answered_by"] = form["AnsweredBy"]
+    recorded, delay = False, 0.25
+    while True:
+        try:
+            if not recorded:
+                await state.calls.add_event(call_sid, kind, status=status, answered_by=form.get("AnsweredBy", ""),
+                                            duration=form.get("CallDuration", ""), dial_job_id=dial_job_id)
+                if fields:
+                    await state.calls.upsert(call_sid, **fields)
+                recorded = True
+            if dial_job_id:
+                await asyncio.to_thread(enqueue_call_status, producer_for(state.settings), dial_job_id, attempt,
+                                        kind, form)
+            return
+        except (RedisError, KombuError, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                log.error("%s callback (status %s) lost: Redis unavailable for %.0f s: %r", kind, status,
+                          state.settings.gateway_callback_retry_s, exc)
+                return
+            log.info("%s callback not applied yet (%r): again in %.2f s", kind, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 5.0)
 
 
 @router.post("/status", status_code=204, summary="Call status callback (signed)")

@@ -33,7 +33,7 @@ help:
 	@echo "make test    lint, deployment and observability checks, every test suite"
 	@echo "make up      the stack in the background (make down stops it)"
 	@echo "make bench   benchmarks (voice-to-voice latency, dialer throughput and pacing)"
-	@echo "make faults  fault harness: kill or freeze workers mid-call, no capacity, kill the dialer worker"
+	@echo "make faults  fault harness: workers, dialer, Twilio REST, Redis and gateways broken mid-call (docs/reliability.md)"
 	@echo "make models  local model weights into $(VOICEBOT_MODELS_DIR)"
 	@echo "make images  every container image (docker, or podman when no Docker engine answers)"
 

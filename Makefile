@@ -50,7 +50,8 @@ $(VENV)/.ok:
 	@touch $@
 
 # System packages: a redis-server binary (tests start one when nothing answers on 6379), haproxy (the
-# load balancer in front of several gateways: voicebot_devstack.load_balancer).
+# load balancer in front of several gateways: voicebot_devstack.load_balancer), chromium (the browser
+# tests drive it headless through Playwright: tests/browser).
 deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server"; apt-get update -qq && \
@@ -58,6 +59,9 @@ deps:
 	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { \
 	  echo "installing haproxy"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 
 models: venv
 	$(PY) scripts/fetch_models.py --models-dir $(VOICEBOT_MODELS_DIR) --only full

@@ -111,3 +111,29 @@ def test_playback_clock_follows_real_time_and_clear():
     assert abs(clock.remaining_s() - 0.5) < 1e-9
     clock.on_clear()
     assert clock.remaining_s() == 0.0
+
+
+def test_the_utterance_answering_the_caller_carries_the_turn_latency():
+    now = [100.0]
+    tracker = MarkTracker(clock=lambda: now[0])
+    speak(tracker, "greeting", ["Hello."])  # no caller turn before it: no latency
+    tracker.utterance_finished("greeting")
+    now[0] = 105.0
+    # The first audio of the answer went out before the TTS reported its chunk (the usual order).
+    tracker.answered(speech_end=104.2, latency_s=0.8)
+    speak(tracker, "answer-1", ["Sure."])
+    now[0] = 110.0
+    speak(tracker, "answer-2", ["Anything else?"])  # reported first, its audio after
+    tracker.answered(speech_end=109.5, latency_s=0.65)
+    records = [u.record() for u in tracker.utterances]
+    assert "latency_ms" not in records[0]
+    assert [r["latency_ms"] for r in records[1:]] == [800, 650]
+
+
+def test_an_answer_cut_before_its_chunk_was_reported_leaves_no_latency_behind():
+    now = [100.0]
+    tracker = MarkTracker(clock=lambda: now[0])
+    tracker.answered(speech_end=99.0, latency_s=1.0)
+    tracker.clear_sent()  # the caller barged in: that audio is gone before a chunk of it was spoken
+    speak(tracker, "idle", ["Are you still there?"])
+    assert "latency_ms" not in tracker.utterances[0].record()

@@ -93,6 +93,9 @@ async def test_three_turns_greeting_marks_transcript_and_recording(worker_factor
     assert transcript[0]["heard"] == transcript[0]["text"] and not transcript[0]["interrupted"]
     assert transcript[1]["text"] == "I would like to check my order status"
     assert "order number" in transcript[2]["text"]
+    # the answer carries the turn latency (caller's speech end -> first bot audio); the greeting answers no turn
+    assert "latency_ms" not in transcript[0]
+    assert isinstance(transcript[2]["latency_ms"], int) and 0 < transcript[2]["latency_ms"] < 10_000, transcript
     call = await redis.hgetall(call_key)
     assert call["worker_id"] == settings.worker_id and call["agent_profile"] == "fake-three-turns"
     assert call["recording"].endswith(f"calls/{peer.call_sid}/recording")

@@ -6,7 +6,7 @@ import redis
 
 from voicebot_core.redis_client import connect
 from voicebot_core.redis_keys import RedisKeys
-from voicebot_core.registry import WorkerRegistry
+from voicebot_core.registry import WorkerRegistry, WorkerRegistryReader
 
 
 @pytest.fixture
@@ -106,3 +106,19 @@ async def test_holds_of_calls_on_a_worker_and_stale_holds_leave_the_other_slots_
     assert (await registry.reserve("CA-out1", dial_job_id="dj1")).worker_id == "w1"  # on a worker: counted once
     hold_outbound(redis_url, redis_prefix, "dj-lost", age_s=3600)  # its final callback was lost
     assert (await registry.reserve("CA-in")).worker_id == "w1"
+
+
+async def test_the_blocking_reader_sees_what_the_async_registry_sees(registry, redis_url, redis_prefix):
+    before = time.time()
+    await registry.register("w1", "ws://w1", capacity=3)
+    await registry.register("w2", "ws://w2", capacity=2)
+    await registry.set_draining("w2")
+    await registry.reserve("CA1")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        read = {w.worker_id: w for w in WorkerRegistryReader(client, RedisKeys(redis_prefix)).list_workers()}
+    finally:
+        client.close()
+    assert read == {w.worker_id: w for w in await registry.list_workers()}
+    assert (read["w1"].active_calls, read["w1"].free_slots, read["w2"].free_slots) == (1, 2, 0)
+    assert read["w2"].draining and before <= read["w1"].started_at <= read["w1"].last_heartbeat

@@ -352,3 +352,12 @@ def test_transfer_sip_hosts_reach_every_service(render):
             continue
         env = {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0].get("env", [])}
         assert env["VOICEBOT_TRANSFER_SIP_HOSTS"] == "pbx.example.org", doc["metadata"]["name"]
+
+
+def test_the_console_is_served_unless_the_chart_turns_it_off(render):
+    def console_env(*args: str) -> str:
+        api = find(render(*args), "Deployment", "voicebot-dialer-api")
+        return env_of(api["spec"]["template"]["spec"]["containers"][0])["VOICEBOT_DIALER_CONSOLE_ENABLED"]["value"]
+
+    assert console_env() == "true"
+    assert console_env("--set", "dialerApi.console.enabled=false") == "false"

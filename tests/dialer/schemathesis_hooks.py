@@ -118,8 +118,9 @@ def before_call(ctx: Any, case: Any, **kwargs: Any) -> None:
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
         return
-    if isinstance(case.query, dict) and isinstance(case.query.get("to"), str):
-        case.query["to"] = _possible(case.query["to"])
+    for name in ("to", "number"):  # listCalls, listCallRecords
+        if isinstance(case.query, dict) and isinstance(case.query.get(name), str):
+            case.query[name] = _possible(case.query[name])
     if isinstance(case.path_parameters, dict) and isinstance(case.path_parameters.get("number"), str):
         case.path_parameters["number"] = _possible(case.path_parameters["number"])
     body = case.body

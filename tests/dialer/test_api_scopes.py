@@ -52,7 +52,7 @@ def test_a_read_key_reads_and_is_refused_every_change(scoped_api: TestClient, sy
     read = bearer(READ_KEY)
     for path, params in (("/v1/calls", {}), (f"/v1/calls/{job['id']}", {}), ("/v1/events", {"wait_s": 0}),
                          ("/v1/campaigns", {}), (f"/v1/campaigns/{campaign['id']}", {}), ("/v1/do-not-call", {}),
-                         ("/v1/do-not-call/+14155550123", {})):
+                         ("/v1/do-not-call/+14155550123", {}), ("/v1/call-records", {}), ("/v1/workers", {})):
         assert scoped_api.get(path, params=params, headers=read).status_code == 200, path
     before = {key: sync_redis.dump(key) for key in stored_keys(sync_redis, dialer_settings.redis_prefix)}
     refused = [
@@ -67,6 +67,7 @@ def test_a_read_key_reads_and_is_refused_every_change(scoped_api: TestClient, sy
           for verb in ("pause", "resume", "cancel")),
         scoped_api.post("/v1/do-not-call", json={"numbers": ["+14155550123"]}, headers=read),
         scoped_api.delete("/v1/do-not-call/+14155550123", headers=read),
+        scoped_api.post(f"/v1/call-records/CA{'0' * 32}/hangup", headers=read),  # refused before looked up
     ]
     for response in refused:
         assert response.status_code == 403, (response.request.url, response.text)

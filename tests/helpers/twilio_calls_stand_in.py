@@ -36,6 +36,7 @@ class CallsStandIn:
     updates: list[dict[str, Any]] = field(default_factory=list)
     create_answers: list[CreateAnswer] = field(default_factory=list)  # next creates; then plain 201s
     list_errors: list[int] = field(default_factory=list)  # statuses of the next list requests
+    update_errors: list[int] = field(default_factory=list)  # statuses of the next updates (recorded, not applied)
 
     def make_call(self, to: str, from_: str, sid: str | None = None) -> dict[str, Any]:
         """Twilio makes a call (once per sid)."""
@@ -97,6 +98,8 @@ def create_calls_stand_in(state: CallsStandIn) -> FastAPI:
     async def update_call(account_sid: str, sid: str, request: Request) -> JSONResponse:
         form = {k: str(v) for k, v in (await request.form()).items()}
         state.updates.append({"sid": sid, **form})
+        if state.update_errors:
+            return _error(state.update_errors.pop(0))
         call = next((c for c in state.calls if c["sid"] == sid), None)
         if call is None:
             return _error(404)

@@ -1,8 +1,8 @@
 """Call records in Redis: the call hash, its events, transcript and checkpointed history.
 
 The gateway and the bot-worker write a call's record (`CallStore`, asyncio); the dialer's API
-reads it (`CallRecordReader`, blocking; so does the demo). `CallRecord` names every field of the call hash, so a
-writer cannot store a field that no reader knows.
+reads it (`CallRecordReader`, blocking; so does the demo) and adds events of its own (`CallEventLog`).
+`CallRecord` names every field of the call hash, so a writer cannot store a field that no reader knows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.client import Pipeline
 
 from voicebot_core.redis_keys import RedisKeys
 
@@ -62,6 +64,17 @@ def _encode(fields: dict[str, Any]) -> dict[str, str | int | float]:
             for k, v in fields.items()}
 
 
+def _stage_event(pipe: Pipeline | AsyncPipeline, keys: RedisKeys, ttl_s: int, call_sid: str, kind: str,
+                 data: dict[str, Any]) -> dict[str, Any]:
+    """Queue a call event on `pipe` (either client's): on the call's list and on the all-calls stream."""
+    event = {"call_sid": call_sid, "kind": kind, "at": time.time(), **data}
+    payload = json.dumps(event)
+    pipe.rpush(keys.call_events(call_sid), payload)
+    pipe.expire(keys.call_events(call_sid), ttl_s)
+    pipe.xadd(keys.call_event_stream(), {"event": payload}, maxlen=EVENT_STREAM_MAXLEN, approximate=True)
+    return event
+
+
 class CallStore:
     def __init__(self, redis: aioredis.Redis, keys: RedisKeys, ttl_s: int = CALL_TTL_S) -> None:
         self._redis = redis
@@ -88,13 +101,8 @@ class CallStore:
         return await self._redis.hget(self._keys.call(call_sid), "worker_id")
 
     async def add_event(self, call_sid: str, kind: str, **data: Any) -> dict[str, Any]:
-        event = {"call_sid": call_sid, "kind": kind, "at": time.time(), **data}
-        payload = json.dumps(event)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(self._keys.call_events(call_sid), payload)
-            pipe.expire(self._keys.call_events(call_sid), self._ttl_s)
-            pipe.xadd(self._keys.call_event_stream(), {"event": payload},
-                      maxlen=EVENT_STREAM_MAXLEN, approximate=True)
+            event = _stage_event(pipe, self._keys, self._ttl_s, call_sid, kind, data)
             await pipe.execute()
         return event
 
@@ -131,7 +139,39 @@ class CallRecordReader:
         raw = self._redis.get(self._keys.call_transcript(call_sid))
         return json.loads(raw) if raw else None
 
+    def events(self, call_sid: str) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in self._redis.lrange(self._keys.call_events(call_sid), 0, -1)]
+
+    def newest_sids(self, offset: int, count: int, since: float | None = None,
+                    until: float | None = None) -> list[str]:
+        """Call SIDs of the calls index, newest first, created within [since, until] (unix seconds)."""
+        return self._redis.zrevrangebyscore(self._keys.calls_index(), "+inf" if until is None else until,
+                                            "-inf" if since is None else since, start=offset, num=count)
+
+    def records(self, call_sids: list[str]) -> list[CallRecord | None]:
+        """The records of `call_sids`, in order (None for one expired since it was listed)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for call_sid in call_sids:
+                pipe.hgetall(self._keys.call(call_sid))
+            raws = pipe.execute()
+        return [CallRecord.from_hash(sid, raw) if raw else None for sid, raw in zip(call_sids, raws, strict=True)]
+
     def context(self, call_sid: str) -> list[dict[str, Any]]:
         """The conversation history as last checkpointed (empty before the first turn)."""
         raw = self._redis.get(self._keys.call_context(call_sid))
         return json.loads(raw) if raw else []
+
+
+class CallEventLog:
+    """Blocking writes of call events, for the dialer's API (a hang-up it asked Twilio for)."""
+
+    def __init__(self, redis_client: redis.Redis, keys: RedisKeys, ttl_s: int = CALL_TTL_S) -> None:
+        self._redis = redis_client
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    def add_event(self, call_sid: str, kind: str, **data: Any) -> dict[str, Any]:
+        with self._redis.pipeline(transaction=False) as pipe:
+            event = _stage_event(pipe, self._keys, self._ttl_s, call_sid, kind, data)
+            pipe.execute()
+        return event

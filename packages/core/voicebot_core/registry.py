@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import redis
 import redis.asyncio as aioredis
 
 from voicebot_core.redis_keys import RedisKeys
@@ -97,6 +98,7 @@ class WorkerInfo:
     active_calls: int
     draining: bool
     last_heartbeat: float
+    started_at: float | None = None
 
     @property
     def free_slots(self) -> int:
@@ -186,27 +188,53 @@ class WorkerRegistry:
         await self._redis.srem(self._keys.worker_calls(worker_id), call_sid)
 
     async def list_workers(self) -> list[WorkerInfo]:
-        ids = await self._redis.zrange(self._keys.workers(), 0, -1, withscores=True)
         workers: list[WorkerInfo] = []
-        for raw_id, score in ids:
-            worker_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        for raw_id, score in await self._redis.zrange(self._keys.workers(), 0, -1, withscores=True):
+            worker_id = _text(raw_id)
             info = await self._redis.hgetall(self._keys.worker(worker_id))
-            if not info:
-                continue
-            info = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                    for k, v in info.items()}
             active = await self._redis.scard(self._keys.worker_calls(worker_id))
-            workers.append(
-                WorkerInfo(
-                    worker_id=worker_id,
-                    address=info["address"],
-                    capacity=int(info["capacity"]),
-                    active_calls=int(active),
-                    draining=info.get("draining") == "1",
-                    last_heartbeat=float(score),
-                )
-            )
+            if info:
+                workers.append(_worker_info(worker_id, score, info, active))
         return workers
 
     async def free_slots(self) -> int:
         return sum(w.free_slots for w in await self.list_workers())
+
+
+class WorkerRegistryReader:
+    """Blocking reads of the registry, for the dialer's API (which runs on sync Redis)."""
+
+    def __init__(self, redis_client: redis.Redis, keys: RedisKeys) -> None:
+        self._redis = redis_client
+        self._keys = keys
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Registered workers, longest silent first (by last heartbeat)."""
+        ids = [(_text(raw_id), score) for raw_id, score in
+               self._redis.zrange(self._keys.workers(), 0, -1, withscores=True)]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for worker_id, _ in ids:
+                pipe.hgetall(self._keys.worker(worker_id))
+                pipe.scard(self._keys.worker_calls(worker_id))
+            replies = pipe.execute()
+        return [_worker_info(worker_id, score, info, active)
+                for (worker_id, score), info, active in zip(ids, replies[::2], replies[1::2], strict=True)
+                if info]  # an expired hash: the worker stopped heartbeating (reserve drops it from the zset)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _worker_info(worker_id: str, heartbeat: float, raw: dict[str | bytes, str | bytes], active: int) -> WorkerInfo:
+    """A worker hash (`RedisKeys.worker`) as read by either client."""
+    info = {_text(k): _text(v) for k, v in raw.items()}
+    return WorkerInfo(
+        worker_id=worker_id,
+        address=info["address"],
+        capacity=int(info["capacity"]),
+        active_calls=int(active),
+        draining=info.get("draining") == "1",
+        last_heartbeat=float(heartbeat),
+        started_at=float(info["started_at"]) if info.get("started_at") else None,
+    )

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from voicebot_devstack import environment
+from voicebot_devstack.pages import page_links
 from voicebot_devstack.processes import ROOT
 from voicebot_devstack.stack import Stack, StackConfig
 
@@ -46,6 +47,7 @@ def up(args: argparse.Namespace) -> int:
     print("\nservices:")
     for name, url in stack.urls.items():
         print(f"  {name:16} {url}")
+    print("pages:\n" + "\n".join(page_links(stack)))
     print(f"logs in {run_dir / 'logs'}")
     through = " (through your public URL)" if config.public_base_url else ""
     print(f"place a simulated call{through} with:\n"
@@ -118,6 +120,9 @@ def main() -> int:
         command.add_argument("--run-dir", type=Path, default=RUN_DIR,
                              help="logs, state and pids of the stack (default: run/ in the repository)")
     demo_parser = sub.add_parser("demo", help="a whole simulated call on the local models")
+    demo_parser.add_argument("--stay-up", action=argparse.BooleanOptionalAction, default=None,
+                             help="after the call, keep the stack up for the softphone and the console until "
+                                  "Ctrl-C (default: when run from a terminal)")
     for command in (up_parser, demo_parser):
         command.add_argument("--env-file", type=Path, default=environment.ENV_FILE,
                              help="VOICEBOT_* settings (default: .env at the repository root, if present)")
@@ -130,7 +135,8 @@ def main() -> int:
         except environment.ConfigError as exc:
             print(f"configuration: {exc}", file=sys.stderr)
             return 2
-        return run_demo(_models_dir(), config)
+        stay_up = sys.stdin.isatty() if args.stay_up is None else args.stay_up
+        return run_demo(_models_dir(), config, stay_up=stay_up)
     return {"up": up, "down": down, "status": status}[args.command](args)
 
 

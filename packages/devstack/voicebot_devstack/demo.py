@@ -21,6 +21,7 @@ from voicebot_core.object_store import FilesystemObjectStore
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.vocabulary import is_terminal_status
 from voicebot_devstack import environment
+from voicebot_devstack.pages import page_links
 from voicebot_devstack.processes import ROOT
 from voicebot_devstack.stack import Stack, StackConfig
 from voicebot_devstack.turns import percentile, turn_latencies
@@ -58,9 +59,21 @@ class LiveTranscript:
             self.agent_printed += 1
 
 
-def run_demo(models_dir: Path, settings: environment.LocalConfig | None = None) -> int:
+def _stay_up(stack: Stack) -> None:
+    print("\nthe stack stays up for the softphone and the console; Ctrl-C stops it:")
+    print("\n".join(page_links(stack)), flush=True)
+    try:
+        while all(process.alive() for process in stack.processes.values()):
+            time.sleep(1.0)
+        print("a process of the stack exited: stopping", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+
+
+def run_demo(models_dir: Path, settings: environment.LocalConfig | None = None, stay_up: bool = False) -> int:
     """`settings`: provider keys and the answering profile from the environment / .env (the call
-    itself always goes through the emulator)."""
+    itself always goes through the emulator). `stay_up`: after the call, keep the stack running for
+    the softphone and the console until Ctrl-C."""
     settings = settings or environment.LocalConfig()
     llm = models_dir / "qwen2.5-1.5b" / "model.gguf"
     if not llm.exists():
@@ -68,17 +81,22 @@ def run_demo(models_dir: Path, settings: environment.LocalConfig | None = None) 
         return 2
     run_dir = ROOT / "run" / "demo"
     config = environment.stack_config(settings, StackConfig(
-        run_dir=run_dir, workers=1, llm_model=llm, redis_prefix=f"demo-{int(time.time())}",
+        run_dir=run_dir, workers=1, llm_model=llm, redis_prefix=f"demo-{int(time.time())}", dialer=True,
         extra_env={"VOICEBOT_WORKER_PRELOAD_LOCAL_MODELS": "true", "VOICEBOT_MODELS_DIR": str(models_dir)}))
-    print("starting Redis (if none), the Twilio emulator, the gateway, a bot-worker and the LLM server ...",
+    print("starting Redis (if none), the Twilio emulator, the gateway, a bot-worker, the LLM server and the "
+          "dialer ...",
           flush=True)
     started = time.monotonic()
     stack = Stack(config)
     try:
         stack.start()
         print("\n".join(environment.banner(settings, stack.urls["gateway"], local_llm=True, simulated_only=True)))
-        print(f"stack up in {time.monotonic() - started:.1f} s; logs in {run_dir / 'logs'}\n", flush=True)
-        return _call(stack, settings.answering_profile())
+        print(f"stack up in {time.monotonic() - started:.1f} s; logs in {run_dir / 'logs'}")
+        print("\n".join(page_links(stack)) + "\n", flush=True)
+        result = _call(stack, settings.answering_profile())
+        if stay_up:
+            _stay_up(stack)
+        return result
     finally:
         print("\nstopping everything the demo started ...", flush=True)
         stack.stop()

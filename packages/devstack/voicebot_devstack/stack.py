@@ -15,6 +15,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from voicebot_core.profiles import AgentProfiles
 from voicebot_devstack.load_balancer import load_balancer_process
 from voicebot_devstack.processes import ROOT, Process, free_port, python, start_redis
 
@@ -114,6 +117,7 @@ class Stack:
             "VOICEBOT_EMULATOR_VOICE_URL": f"{self.public_url}/twilio/voice",
             "VOICEBOT_EMULATOR_STATUS_CALLBACK_URL": f"{self.public_url}/twilio/status",
             "VOICEBOT_EMULATOR_RECORDINGS_DIR": str(run / "emulator"),
+            "VOICEBOT_EMULATOR_SOFTPHONE_AGENT_PROFILES": ",".join(self.profile_names()),
         }, logs / "emulator.log", f"{self.urls['emulator']}/healthz"))
         gateway_env = {**env, "VOICEBOT_GATEWAY_HOST": "127.0.0.1", "VOICEBOT_GATEWAY_PORT": str(ports["gateway"])}
         if self.config.public_base_url:  # the URL Twilio signs and the wss:// stream URL in our TwiML
@@ -138,6 +142,14 @@ class Stack:
             raise
         self.write_state()
         return self
+
+    def profile_names(self) -> list[str]:
+        """The agent profiles the softphone page offers; none when the file does not load (the
+        gateway, loading it too, says why)."""
+        try:
+            return AgentProfiles.load(self.config.profiles_path).names
+        except (OSError, ValueError, yaml.YAMLError):
+            return []
 
     def dialer_worker_process(self, dialer_env: dict[str, str]) -> Process:
         """The dialer's Celery worker as the chart runs it: the prefork pool through

@@ -1,4 +1,4 @@
-"""The emulator's FastAPI app: Twilio REST subset + control API + health."""
+"""The emulator's FastAPI app: Twilio REST subset + control API + softphone + health."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from voicebot_emulator import control_api, rest_api
+from voicebot_emulator import control_api, rest_api, softphone_api
 from voicebot_emulator.emulator import Emulator
 from voicebot_emulator.settings import EmulatorSettings
 
@@ -37,4 +37,5 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     app.include_router(rest_api.build_router(emulator))
     app.include_router(control_api.build_router(emulator))
+    softphone_api.mount(app, emulator)
     return app

@@ -3,13 +3,14 @@
 Audio and marks queue in arrival order; a mark is echoed once the audio queued before it has
 played, and `clear` drops the queued audio and echoes every pending mark at once, as Twilio does.
 What played also tells the caller script when the bot last spoke, and makes the report's
-heard segments.
+heard segments. A tap (the live caller) gets each frame at the tick it plays, and every clear.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -22,12 +23,24 @@ FRAME_BYTES = audio.FRAME_SAMPLES
 SILENT_PCM = np.zeros(FRAME_BYTES, dtype=np.int16)
 AUDIBLE_PEAK = 300  # a played frame louder than this (linear peak) counts as bot audio
 SEGMENT_GAP_S = 0.3  # a heard segment ends after this much quiet
+SILENT_MULAW = bytes([audio.MULAW_SILENCE]) * FRAME_BYTES
+
+
+class PlayoutTap(Protocol):
+    """Someone listening on the phone's speaker: called from the clock, so it must not block."""
+
+    def played(self, frame: bytes) -> None:
+        """One 20 ms mu-law frame of bot audio, at the tick it plays (silent ticks are not passed)."""
+
+    def cleared(self) -> None:
+        """The server sent `clear`: the queued audio was dropped and will never play."""
 
 
 class BotPlayout:
     def __init__(self, call: Call, call_audio: CallAudio, send_mark: Callable[[str], Awaitable[None]]) -> None:
         self.call, self.call_audio = call, call_audio
         self._send_mark = send_mark
+        self.tap: PlayoutTap | None = None
         self._queue: deque[bytes | str] = deque()  # audio chunks and mark names, in arrival order
         # bot-audio tracking for wait_for_bot / barge_in (seconds since call start)
         self.last_audible: float | None = None
@@ -51,6 +64,8 @@ class BotPlayout:
         dropped = sum(len(item) for item in self._queue if isinstance(item, bytes))
         self._queue.clear()
         self.call.log("clear", dropped_ms=dropped // 8, marks_returned=len(marks))
+        if self.tap is not None:
+            self.tap.cleared()
         for name in marks:
             await self._echo_mark(name, cleared=True)
 
@@ -79,6 +94,8 @@ class BotPlayout:
             self.call_audio.write("heard", SILENT_PCM, scheduled_monotonic)
             self._track(False)
             return
+        if self.tap is not None:
+            self.tap.played(bytes(played) + SILENT_MULAW[len(played):])
         pcm = audio.mulaw_to_pcm16(bytes(played))
         if len(pcm) < FRAME_BYTES:
             pcm = np.concatenate([pcm, SILENT_PCM[: FRAME_BYTES - len(pcm)]])

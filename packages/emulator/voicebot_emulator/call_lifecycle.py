@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from voicebot_emulator import amd_simulation
@@ -21,7 +21,7 @@ from voicebot_emulator.call_webhooks import CallWebhooks
 from voicebot_emulator.model import Call, utcnow
 from voicebot_emulator.recordings import save_call_audio
 from voicebot_emulator.scripted_caller import ScriptCursor
-from voicebot_emulator.twiml_interpreter import TwimlInterpreter
+from voicebot_emulator.twiml_interpreter import CallerFactory, TwimlInterpreter
 from voicebot_simulation.caller_script import Script
 
 if TYPE_CHECKING:
@@ -31,13 +31,15 @@ log = logging.getLogger(__name__)
 
 
 class CallRunner:
-    def __init__(self, emulator: Emulator, call: Call, script: Script, behaviour: dict[str, Any]) -> None:
+    def __init__(self, emulator: Emulator, call: Call, script: Script, behaviour: dict[str, Any],
+                 caller: CallerFactory | None = None) -> None:
         self.emulator, self.call, self.behaviour = emulator, call, behaviour
         self.settings = emulator.settings
         self.updates = CallUpdates(call)
         self.webhooks = CallWebhooks(emulator.webhook_sender, call)
         self.twiml = TwimlInterpreter(call, self.updates, self.webhooks, ScriptCursor(script),
-                                      self.settings.emulator_script_linger_seconds)
+                                      self.settings.emulator_script_linger_seconds, caller)
+        self.status_listeners: list[Callable[[str], None]] = []  # told every status change (softphone)
         self._background: set[asyncio.Task] = set()
 
     @property
@@ -154,6 +156,8 @@ class CallRunner:
     def _set_status(self, status: str) -> None:
         self.call.status = status
         self.call.updated = utcnow()
+        for listener in self.status_listeners:
+            listener(status)
 
     # -- background timers --------------------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -11,10 +11,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from voicebot_core import audio
+from voicebot_emulator import inbound_calls
 from voicebot_emulator.create_faults import CreateFault
 from voicebot_emulator.emulator import DEFAULT_INBOUND_SCRIPT, Emulator
-from voicebot_emulator.model import Call, CallOptions, new_sid
-from voicebot_emulator.rest_api import CLIENT_OR_SIP, E164
+from voicebot_emulator.inbound_calls import InvalidNumber, check_numbers
+from voicebot_emulator.model import Call
 from voicebot_simulation.caller_script import ScriptError
 from voicebot_simulation.caller_script import load as load_script
 
@@ -42,30 +43,17 @@ def build_router(emulator: Emulator) -> APIRouter:
 
     @router.post("/calls")
     async def place_inbound_call(body: InboundCall) -> dict[str, str]:
-        for number in (body.from_, body.to):
-            if not (E164.match(number) or CLIENT_OR_SIP.match(number)):
-                raise HTTPException(400, f"{number!r} is not an E.164 number")
+        try:
+            check_numbers(body.from_, body.to)
+        except InvalidNumber as exc:
+            raise HTTPException(400, str(exc)) from None
         try:
             script = load_script(body.script)
         except (ScriptError, OSError) as exc:
             raise HTTPException(400, f"caller script: {exc}") from None
-        # the number's own webhooks when the account owns it and set them (IncomingPhoneNumbers)
-        owned = emulator.incoming_numbers.by_number(body.to)
-        if body.voice_url or not (owned and owned.voice_url):
-            url, method = body.voice_url or emulator.settings.emulator_voice_url, "POST"
-        else:
-            url, method = owned.voice_url, owned.voice_method
-        status_callback, status_method = body.status_callback, "POST"
-        if not status_callback and owned and owned.status_callback:
-            status_callback, status_method = owned.status_callback, owned.status_callback_method
-        options = CallOptions(url=url, method=method,
-                              status_callback=status_callback or emulator.settings.emulator_status_callback_url
-                              or None, status_callback_method=status_method)
-        call = Call(sid=new_sid("CA"), account_sid=emulator.settings.twilio_account_sid, to=body.to,
-                    from_=body.from_, direction="inbound", options=options, status="ringing")
-        call.log("created", to=body.to, from_=body.from_, script=script.name)
-        emulator.start(call, script, {"answer": "human"})
-        return {"call_sid": call.sid}
+        runner = inbound_calls.place_inbound_call(emulator, from_=body.from_, to=body.to, script=script,
+                                                  voice_url=body.voice_url, status_callback=body.status_callback)
+        return {"call_sid": runner.call.sid}
 
     @router.get("/calls")
     async def list_reports() -> list[dict[str, Any]]:

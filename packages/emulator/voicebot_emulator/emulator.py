@@ -12,6 +12,7 @@ from voicebot_emulator.create_faults import CreateFaultPlan
 from voicebot_emulator.incoming_numbers import IncomingNumbers
 from voicebot_emulator.model import Call, EmulatedCallLog
 from voicebot_emulator.settings import EmulatorSettings
+from voicebot_emulator.twiml_interpreter import CallerFactory
 from voicebot_emulator.webhook_sender import WebhookSender
 from voicebot_simulation.caller_script import Script
 from voicebot_simulation.caller_script import load as load_script
@@ -37,15 +38,17 @@ class Emulator:
         self.create_faults = CreateFaultPlan()  # planned answers to the next calls.create requests
         self._tasks: set[asyncio.Task] = set()
 
-    def start(self, call: Call, script: Script, behaviour: dict[str, Any]) -> Call:
+    def start(self, call: Call, script: Script, behaviour: dict[str, Any],
+              caller: CallerFactory | None = None) -> CallRunner:
+        """Run the call in its own task; `caller` is who streams (default: the script's caller)."""
         self.call_log.add(call)
-        runner = CallRunner(self, call, script, behaviour)
+        runner = CallRunner(self, call, script, behaviour, caller)
         self.runners[call.sid] = runner
         log.info("call %s (%s) from %s to %s, script %s", call.sid, call.direction, call.from_, call.to, script.name)
         task = asyncio.create_task(runner.run(), name=f"call-{call.sid}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return call
+        return runner
 
     def behaviour_for(self, number: str) -> tuple[dict[str, Any], Script]:
         """How a called number answers (outbound calls), and the caller script it plays once answered."""

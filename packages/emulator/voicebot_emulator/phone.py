@@ -2,8 +2,8 @@
 
 One 20 ms clock drives both directions, on an absolute schedule so it never drifts: each tick sends
 one inbound `media` frame (the caller's speech, or mu-law silence, as Twilio sends continuously)
-and plays 20 ms of the server's buffered audio (bot_playout). The caller script runs beside the
-clock (scripted_caller) and queues its speech here.
+and plays 20 ms of the server's buffered audio (bot_playout). The caller runs beside the clock and
+queues its speech here: a caller script (scripted_caller) or a person live (live_caller).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from voicebot_emulator.model import Call, new_sid
 SERVER_CLOSED = "server_closed"
 CALLER_HANGUP = "caller_hangup"
 CONNECT_FAILED = "connect_failed"
+
+# the caller beside the clock: runs until it hangs up (or is cancelled) and returns why it stopped
+CallerRun = Callable[[], Coroutine[Any, Any, str]]
 
 
 @dataclass
@@ -60,6 +63,7 @@ class MediaSession:
         self._ws: ClientConnection | None = None
         self._send_lock = asyncio.Lock()
         self._sequence = 0
+        # caller frames to send: a script's utterances, or live audio (no utterance to track)
         self._outgoing: deque[tuple[bytes, _Utterance | None]] = deque()
         self._end_requested = asyncio.Event()
         self._end_reason: str | None = None
@@ -74,8 +78,8 @@ class MediaSession:
         self._end_requested.set()
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def run(self, caller: Callable[[], Coroutine[Any, Any, str]]) -> str:
-        """Connect, stream with `caller` (the caller script, returning why it stopped) beside the clock
+    async def run(self, caller: CallerRun) -> str:
+        """Connect, stream with `caller` (returning why it stopped) beside the clock
         until one side ends it; returns the reason (SERVER_CLOSED, ...)."""
         self.call.log("stream-connecting", url=self.url, stream_sid=self.stream_sid)
         try:
@@ -203,15 +207,15 @@ class MediaSession:
             delay = target - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            frame, utterance = self._outgoing.popleft() if self._outgoing else (silence, None)
+            frame, utterance = self._outgoing.popleft() if self._outgoing else (None, None)
             await self._send({
                 "event": "media",
                 "streamSid": self.stream_sid,
                 "media": {"track": "inbound", "chunk": str(tick + 1), "timestamp": str(tick * 20),
-                          "payload": base64.b64encode(frame).decode()},
+                          "payload": base64.b64encode(frame or silence).decode()},
             })
             scheduled = mono_origin + (target - self._t0)
-            caller_pcm = SILENT_PCM if utterance is None else audio.mulaw_to_pcm16(frame)
+            caller_pcm = SILENT_PCM if frame is None else audio.mulaw_to_pcm16(frame)
             self.call_audio.write("caller", caller_pcm, scheduled)
             if utterance is not None:
                 self._advance_utterance(utterance)
@@ -237,6 +241,15 @@ class MediaSession:
         utterance = _Utterance(label=label, frames_left=len(frames))
         self._outgoing.extend((frame, utterance) for frame in frames)
         await utterance.done
+
+    def queue_live_frame(self, frame: bytes, max_backlog: int) -> bool:
+        """Queue one 20 ms mu-law frame of live caller audio; beyond `max_backlog` frames the oldest is
+        dropped so the delay to the server cannot grow. True when a frame was dropped."""
+        self._outgoing.append((frame, None))
+        if len(self._outgoing) > max_backlog:
+            self._outgoing.popleft()
+            return True
+        return False
 
     async def wait_server_close(self, timeout_s: float) -> bool:
         """True once the server has closed the stream, False when `timeout_s` passed first."""

@@ -49,3 +49,10 @@ class EmulatorSettings(CommonSettings):
     emulator_script_linger_seconds: float = Field(
         15.0, description="After a caller script ends without hanging up, wait this long for the server."
     )
+    emulator_softphone_agent_profiles: str = Field(
+        "", description="Comma-separated agent profile names the softphone page offers (empty: only the "
+        "number's own profile); the stack fills it from its agent profiles file.")
+
+    @property
+    def softphone_agent_profiles(self) -> list[str]:
+        return [name.strip() for name in self.emulator_softphone_agent_profiles.split(",") if name.strip()]

@@ -1,6 +1,6 @@
 """A call following its TwiML as Twilio does: verb after verb, until a verb or an update ends it.
 
-Say, Pause, Dial, Connect/Stream (the simulated phone streams with the caller script), Redirect,
+Say, Pause, Dial, Connect/Stream (the simulated phone streams with its caller), Redirect,
 Hangup and Reject; Play is only recorded, other verbs are recorded as unsupported and skipped. A REST redirect
 replaces the document between verbs; a hang-up or cancel ends the call at the next wait.
 """
@@ -8,6 +8,7 @@ replaces the document between verbs; a hang-up or cancel ends the call at the ne
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from urllib.parse import urljoin
 
 from voicebot_core import audio
@@ -16,18 +17,22 @@ from voicebot_emulator.call_audio import CallAudio
 from voicebot_emulator.call_updates import CallEnded, CallUpdates, PendingAction
 from voicebot_emulator.call_webhooks import CallWebhooks
 from voicebot_emulator.model import Call
-from voicebot_emulator.phone import CALLER_HANGUP, MediaSession
+from voicebot_emulator.phone import CALLER_HANGUP, CallerRun, MediaSession
 from voicebot_emulator.scripted_caller import ScriptCursor, ScriptedCaller
 from voicebot_simulation import formant_voice
 
 DIAL_LEG_S = 0.5  # how long a <Dial> transfer stays up before the emulated far end hangs up
 
+# who is on the caller's end of each stream the call opens (default: the caller script)
+CallerFactory = Callable[[MediaSession], CallerRun]
+
 
 class TwimlInterpreter:
     def __init__(self, call: Call, updates: CallUpdates, webhooks: CallWebhooks, cursor: ScriptCursor,
-                 linger_s: float) -> None:
+                 linger_s: float, caller: CallerFactory | None = None) -> None:
         self.call, self.updates, self.webhooks = call, updates, webhooks
         self.cursor = cursor  # the caller's script; every stream the call opens continues it
+        self.caller = caller or self._scripted_caller
         self.call_audio: CallAudio | None = None  # both sides of the audio, from the answer on
         self.linger_s = linger_s
         self._document_url: str | None = None  # relative <Redirect> URLs resolve against it
@@ -125,6 +130,10 @@ class TwimlInterpreter:
                                 "source": "say", "text": text})
         await self.updates.sleep(len(pcm) / audio.TELEPHONY_RATE)
 
+    def _scripted_caller(self, session: MediaSession) -> CallerRun:
+        # the cursor read at each stream: a voicemail answer replaces it before the first one
+        return ScriptedCaller(session, self.cursor, self.linger_s).run
+
     async def _stream(self, verb: twiml_parser.Verb) -> None:
         assert verb.stream_url is not None and self.call_audio is not None
         session = MediaSession(
@@ -134,12 +143,12 @@ class TwimlInterpreter:
             signature=self.webhooks.sign_stream(verb.stream_url),
             call_audio=self.call_audio,
         )
-        caller = ScriptedCaller(session, self.cursor, self.linger_s)
+        caller = self.caller(session)
         self.updates.session = session
         if self.updates.pending is not None:
             session.request_end(self.updates.pending.kind)
         try:
-            reason = await session.run(caller.run)
+            reason = await session.run(caller)
         finally:
             self.updates.session = None
         self.call.log("stream-ended", reason=reason)

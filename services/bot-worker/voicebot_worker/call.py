@@ -170,6 +170,7 @@ class CallSession(CallEvents):
         self._idle.audio_sent(now)
         if self._speech_end_at is not None and not self._idle.caller_speaking:
             metrics.TURN_LATENCY.observe(now - self._speech_end_at)
+            self.tracker.answered(self._speech_end_at, now - self._speech_end_at)
             self._speech_end_at = None
         self.playback.on_media(duration_s)
 

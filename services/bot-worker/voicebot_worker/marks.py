@@ -44,6 +44,8 @@ class BotUtterance:
     intent: SpeechIntent | None
     at: float
     chunks: list[Chunk] = field(default_factory=list)
+    started: float = 0.0  # monotonic time of its first chunk (see MarkTracker.answered)
+    latency_ms: int | None = None  # caller's speech end -> first bot audio, when it answers a turn
     closed: bool = False  # the TTS will add no more chunks
     cut: bool = False  # a `clear` was sent while this utterance was still playing or being spoken
     notified: bool = False
@@ -68,8 +70,11 @@ class BotUtterance:
         return self.closed and all(c.state != "pending" for c in self.chunks)
 
     def record(self) -> dict[str, Any]:
-        return {"role": "assistant", "text": self.text, "heard": self.heard,
-                "interrupted": self.interrupted, "at": round(self.at, 3)}
+        entry: dict[str, Any] = {"role": "assistant", "text": self.text, "heard": self.heard,
+                                 "interrupted": self.interrupted, "at": round(self.at, 3)}
+        if self.latency_ms is not None:
+            entry["latency_ms"] = self.latency_ms
+        return entry
 
 
 class PlaybackClock:
@@ -104,6 +109,7 @@ class MarkTracker:
         self._dropped_marks: set[str] = set()  # pending when `clear` went out
         self._counter = itertools.count(1)
         self._current: BotUtterance | None = None
+        self._unclaimed_latency_ms: int | None = None  # an answer's latency before its utterance: `answered`
         self.on_resolved: list[Callable[[BotUtterance], None]] = []
 
     # intents (from the LLM reply / TTSSpeakFrame, upstream of the TTS)
@@ -128,7 +134,8 @@ class MarkTracker:
             if self._current is not None and not self._current.closed:
                 self._close(self._current)
             intent = self._intents.popleft() if self._intents else None
-            utterance = BotUtterance(key=key, intent=intent, at=self._wall())
+            utterance = BotUtterance(key=key, intent=intent, at=self._wall(), started=self._clock())
+            utterance.latency_ms, self._unclaimed_latency_ms = self._unclaimed_latency_ms, None
             self._utterances.append(utterance)
             self._by_key[key] = utterance
             self._current = utterance
@@ -137,6 +144,17 @@ class MarkTracker:
         utterance.chunks.append(chunk)
         self._by_mark[name] = (utterance, chunk)
         return name
+
+    def answered(self, speech_end: float, latency_s: float) -> None:
+        """The first bot audio after the caller's speech ended (monotonic `speech_end`) went out
+        `latency_s` later. The answer is the first utterance started since `speech_end`; the TTS
+        often reports a chunk only after its audio, so that utterance may not exist yet."""
+        latency_ms = round(latency_s * 1000)
+        answer = next((u for u in self._utterances if u.started >= speech_end and u.latency_ms is None), None)
+        if answer is not None:
+            answer.latency_ms = latency_ms
+        else:
+            self._unclaimed_latency_ms = latency_ms
 
     def mark_sent(self, name: str, expected_end: float) -> None:
         """The mark left for the caller; the audio before it should finish at `expected_end`."""
@@ -152,6 +170,7 @@ class MarkTracker:
     def clear_sent(self) -> bool:
         """We sent `clear`. Returns whether it cut audible bot speech (a barge-in)."""
         cut_any = False
+        self._unclaimed_latency_ms = None  # its audio was cut before the TTS reported a chunk of it
         long_played = self._clock() - UNECHOED_GRACE_S
         for utterance in self._utterances:
             for chunk in utterance.chunks:

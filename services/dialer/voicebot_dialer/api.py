@@ -15,10 +15,11 @@ from voicebot_core.logs import setup_logging
 from voicebot_core.redis_client import connect
 from voicebot_core.settings import load_settings
 from voicebot_core.telemetry import setup_tracing
-from voicebot_dialer import routes_call_media, routes_calls, routes_campaigns
+from voicebot_dialer import routes_call_media, routes_call_records, routes_calls, routes_campaigns, routes_workers
 from voicebot_dialer.api_keys import ApiKeyError, ApiKeys
 from voicebot_dialer.auth import Auth
 from voicebot_dialer.body_limit import BodySizeLimit
+from voicebot_dialer.console_pages import mount_console
 from voicebot_dialer.enqueue import producer_for, webhook_emitter
 from voicebot_dialer.errors import install_error_handlers
 from voicebot_dialer.event_feed import DialEventFeed
@@ -66,7 +67,11 @@ def create_app(settings: DialerSettings | None = None) -> FastAPI:
     app.include_router(routes_calls.build_router(dialer, settings, auth))
     app.include_router(routes_call_media.build_router(dialer, auth))
     app.include_router(routes_campaigns.build_router(dialer, settings, auth))
+    app.include_router(routes_call_records.build_router(dialer, auth))
+    app.include_router(routes_workers.build_router(dialer, auth))
     install_openapi(app, settings)
+    if settings.dialer_console_enabled:
+        mount_console(app)
     return app
 
 

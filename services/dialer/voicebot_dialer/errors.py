@@ -39,10 +39,11 @@ DESCRIPTIONS = {
     403: "The API key's scope does not include the one this operation needs (`error` names both).",
     404: "No such resource.",
     409: "Conflicts with the resource's state (an Idempotency-Key reused with another body, "
-         "resuming a canceled campaign).",
+         "resuming a canceled campaign, hanging up a call that has ended).",
     413: "Request body larger than the deployment's limit (`DIALER_MAX_REQUEST_BYTES`).",
     422: "Invalid input: `detail` names each invalid field. Nothing is stored.",
     500: "Unexpected server error.",
+    502: "Twilio refused the request or could not be reached (`error` says which); nothing changed.",
     503: "Redis (the dialer's store) is unreachable; retry later. Nothing is stored.",
 }
 

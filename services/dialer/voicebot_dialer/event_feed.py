@@ -25,6 +25,11 @@ class DialEventFeed:
         socket_timeout = redis.connection_pool.make_connection().socket_timeout
         self.max_block_s = min(MAX_BLOCK_S, 0.8 * socket_timeout) if socket_timeout else MAX_BLOCK_S
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The API's asyncio client, shared with its other async routes (routes_call_records)."""
+        return self._redis
+
     async def latest_id(self) -> str:
         """Stream id of the newest event ('0-0' when there is none)."""
         last = await self._redis.xrevrange(self._keys.dial_event_stream(), count=1)

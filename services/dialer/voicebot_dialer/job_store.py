@@ -120,10 +120,17 @@ class JobStore:
         return [json.loads(e) for e in self._redis.lrange(self._keys.dial_job_events(job_id), 0, -1)]
 
     def states(self, job_ids: list[str]) -> list[str]:
+        return self._field_of(job_ids, "state")
+
+    def campaign_ids(self, job_ids: list[str]) -> list[str]:
+        """The campaign of each job ('' for none, for an unknown job and for an empty id)."""
+        return self._field_of(job_ids, "campaign_id")
+
+    def _field_of(self, job_ids: list[str], name: str) -> list[str]:
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(self._keys.dial_job(job_id), "state")
-            return [s or "" for s in pipe.execute()]
+                pipe.hget(self._keys.dial_job(job_id), name)
+            return [v or "" for v in pipe.execute()]
 
     def webhook_targets(self, job_ids: list[str]) -> list[dict[str, Any]]:
         """id, webhook_url, metadata and attempt of many jobs in one round trip (bulk notifications)."""

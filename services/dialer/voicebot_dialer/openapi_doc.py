@@ -28,7 +28,10 @@ def build_openapi(app: FastAPI, settings: DialerSettings) -> dict[str, Any]:
                       tags=[{"name": "calls", "description": "Single outbound calls (dial jobs)."},
                             {"name": "campaigns", "description": "Many dial jobs sharing settings and a pace."},
                             {"name": "do-not-call", "description": "Numbers never dialed."},
-                            {"name": "events", "description": "Dial job events as they happen (long poll)."}])
+                            {"name": "events", "description": "Dial job events as they happen (long poll)."},
+                            {"name": "call records", "description": "Calls of both directions as recorded: "
+                             "list, read, follow live, hang up."},
+                            {"name": "workers", "description": "The bot-workers and their call slots."}])
     schemas = doc["components"]["schemas"]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

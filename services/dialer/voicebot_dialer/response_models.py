@@ -133,3 +133,85 @@ class DoNotCallStatus(BaseModel):
 class DoNotCallRemoved(BaseModel):
     number: str
     removed: bool
+
+
+NUMBERS_MASKED = ("A key with the `read` scope gets it masked (`+1555•••••11`: the first four digits and the "
+                  "last two); `place` and `admin` keys get the whole number.")
+
+
+class CallRecordView(BaseModel):
+    """A call of either direction, as the gateway and the bot-worker recorded it."""
+
+    model_config = ConfigDict(populate_by_name=True, json_schema_extra={"example": {
+        "call_sid": "CA0123456789abcdef0123456789abcdef", "direction": "outbound", "from": "+15550000001",
+        "to": "+15551234511", "agent_profile": "sales", "status": "in-progress", "live": True,
+        "worker_id": "worker-1", "dial_job_id": "dj_3f1c0b9e2a7d4c55", "campaign_id": "", "outcome": "",
+        "end_reason": "", "created_at": 1764489600.0, "attached_at": 1764489603.5, "ended_at": None,
+        "duration_s": 42.125, "recording_url": ""}})
+    call_sid: str
+    direction: str = Field(description="inbound or outbound.")
+    from_: str = Field(alias="from", description=f"The calling number. {NUMBERS_MASKED}")
+    to: str = Field(description=f"The called number. {NUMBERS_MASKED}")
+    agent_profile: str
+    status: str = Field(description="Twilio's latest call status (queued, ringing, in-progress, completed, ...).")
+    live: bool = Field(description="Not ended: no `ended_at` and a status that is not final.")
+    worker_id: str = Field(description="The bot-worker the call is (or was last) on; empty before one took it.")
+    dial_job_id: str = Field(description="The dial job that placed it; empty for inbound calls.")
+    campaign_id: str = Field(description="The campaign of its dial job; empty when none.")
+    outcome: str = Field(description="How it ended (completed, busy, no-answer, failed, machine, transferred, "
+                                     "canceled, rejected); empty while live.")
+    end_reason: str = Field(description="Why it ended (hangup, idle, stream_stopped, status_completed, ...); "
+                                        "empty while live.")
+    created_at: float | None = Field(description="Unix time the call was first recorded.")
+    attached_at: float | None = Field(description="Unix time a bot-worker took its media stream; null before.")
+    ended_at: float | None = Field(description="Unix time it ended; null while live.")
+    duration_s: float | None = Field(description="Seconds on a bot-worker: from `attached_at` to `ended_at` (to "
+                                                 "now while live); null before a worker took it.")
+    recording_url: str = Field(description="`/v1/calls/{call_sid}/recording` once the bot-worker stored a "
+                                           "recording; empty before.")
+
+
+class CallRecordPage(BaseModel):
+    items: list[CallRecordView]
+    next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null at the end. A page may "
+                                                "hold fewer than `limit` items before the end (a filter that "
+                                                "matches few calls): go on while this is not null.")
+
+
+class CallRecordDetail(CallRecordView):
+    """A call record with its events and its transcript so far."""
+
+    model_config = ConfigDict(populate_by_name=True, json_schema_extra={"example": {
+        **CallRecordView.model_config["json_schema_extra"]["example"],  # type: ignore[index]
+        "events": [{"call_sid": "CA0123456789abcdef0123456789abcdef", "kind": "stream_started",
+                    "at": 1764489603.5, "worker_id": "worker-1"}],
+        "transcript": [{"role": "assistant", "text": "Hello, this is Ava.", "heard": "Hello, this is Ava.",
+                        "interrupted": False, "at": 1764489603.9},
+                       {"role": "user", "text": "Hi, I'd like to book a table.", "at": 1764489606.2},
+                       {"role": "assistant", "text": "Sure, for how many?", "heard": "Sure, for how many?",
+                        "interrupted": False, "at": 1764489607.1, "latency_ms": 640}]}})
+    events: list[dict[str, Any]] = Field(description="The call's events in order: `kind` (status, "
+                                         "stream_started, hangup_requested, ...), `at` (Unix time), and the "
+                                         "kind's own fields.")
+    transcript: list[dict[str, Any]] = Field(description="Turns so far (the bot-worker stores them after each "
+                                             "bot turn): `role` (user or assistant), `text`, `at`; assistant "
+                                             "turns add `heard`, `interrupted` and, when they answer the caller, "
+                                             "`latency_ms` (the caller's speech end to the first bot audio). "
+                                             "Empty before the first turn.")
+
+
+class WorkerView(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "worker_id": "worker-1", "capacity": 20, "active_calls": 3, "free_slots": 17, "draining": False,
+        "last_heartbeat_at": 1764489660.2, "started_at": 1764489000.0}})
+    worker_id: str
+    capacity: int = Field(description="Calls it takes at once.")
+    active_calls: int = Field(description="Calls holding one of its slots (reserved or live).")
+    free_slots: int = Field(description="Slots a new call may take (0 while draining).")
+    draining: bool = Field(description="Finishing its calls and taking no new ones.")
+    last_heartbeat_at: float = Field(description="Unix time of its last heartbeat.")
+    started_at: float | None = Field(description="Unix time it registered.")
+
+
+class WorkerPage(BaseModel):
+    items: list[WorkerView]

@@ -12,10 +12,11 @@ from typing import Any
 from twilio.rest import Client
 
 from voicebot_core.call_media import CallMedia
-from voicebot_core.calls import CallRecordReader
+from voicebot_core.calls import CallEventLog, CallRecordReader
 from voicebot_core.object_store import object_store
 from voicebot_core.redis_client import ReplicaAck, connect_sync
 from voicebot_core.redis_keys import RedisKeys
+from voicebot_core.registry import WorkerRegistryReader
 from voicebot_dialer.callbacks import Callbacks
 from voicebot_dialer.campaign_store import CampaignStore
 from voicebot_dialer.cancellation import Cancellation
@@ -47,6 +48,8 @@ class DialerService:
         self.queues = PlacementQueues(self.redis, self.keys)
         self.capacity = CapacityGate(self.redis, self.keys, settings.dialer_require_capacity, settings.stale_call_s)
         self.call_records = CallRecordReader(self.redis, self.keys)
+        self.call_events = CallEventLog(self.redis, self.keys, settings.call_data_retention_s)  # hang-up requests
+        self.workers = WorkerRegistryReader(self.redis, self.keys)
         self.media = CallMedia(object_store(settings))  # recordings and transcripts
         # work
         self.calls = TwilioCalls(settings, twilio_client)

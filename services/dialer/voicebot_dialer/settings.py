@@ -27,6 +27,8 @@ class DialerSettings(CommonSettings):
         "", description="File of more keys (same entries, also one per line, `#` comment lines), re-read "
         "when it changes (checked at most once per second); empty: none.")
     dialer_max_request_bytes: int = Field(2_000_000, description="Largest accepted request body.")
+    dialer_console_enabled: bool = Field(True, description="Serve the operators' console at /console/ (static "
+                                         "pages that call this API with the operator's key).")
     dialer_max_campaign_contacts: int = Field(100_000, description="Most contacts in one campaign.")
     gateway_public_base_url: str = Field(
         "http://127.0.0.1:8080", description="Gateway as Twilio reaches it (the same variable the gateway reads)."

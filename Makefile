@@ -104,6 +104,7 @@ bench: venv deps models
 	$(PY) bench/dialer_bench.py
 	$(PY) bench/gateway.py
 	$(PY) bench/density.py
+	$(PY) bench/conversation.py --offline
 
 faults: venv deps
 	$(PY) bench/faults.py

@@ -24,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 for package_dir in ("packages/core", "packages/emulator", "packages/devstack", "services/bot-worker"):
     sys.path.insert(0, str(ROOT / package_dir))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from emulated_call import place  # noqa: E402
 
 from voicebot_devstack.stack import Stack, StackConfig  # noqa: E402
 from voicebot_devstack.turns import percentile, turn_latencies  # noqa: E402
@@ -52,13 +53,6 @@ def rss_mb(pid: int) -> float:
             return int(line.split()[1]) / 1024
     return float("nan")
 
-
-def place(emulator: str, number: str, script: str) -> dict:
-    with httpx.Client(base_url=emulator, timeout=300) as http:
-        sid = http.post("/emulator/calls", json={"from": "+15550001111", "to": number, "script": script}
-                        ).raise_for_status().json()["call_sid"]
-        http.get(f"/emulator/calls/{sid}/wait", params={"timeout": 280}, timeout=300)
-        return http.get(f"/emulator/calls/{sid}").raise_for_status().json()
 
 
 def run_level(stack: Stack, number: str, script: str, concurrent: int, rounds: int) -> dict:

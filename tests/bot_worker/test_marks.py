@@ -137,3 +137,18 @@ def test_an_answer_cut_before_its_chunk_was_reported_leaves_no_latency_behind():
     tracker.clear_sent()  # the caller barged in: that audio is gone before a chunk of it was spoken
     speak(tracker, "idle", ["Are you still there?"])
     assert "latency_ms" not in tracker.utterances[0].record()
+
+
+def test_a_chunk_whose_mark_never_went_out_is_dropped_at_the_clear():
+    """Its mark was still in the pipeline when `clear` went out, so the interruption drops it and no
+    echo will ever come: the utterance resolves at once instead of waiting forever."""
+    tracker = MarkTracker()
+    played, sent, _unsent = speak(tracker, "ctx-1", ["One.", "Two.", "Three."])
+    tracker.mark_sent(played, expected_end=0.0)
+    tracker.mark_sent(sent, expected_end=1e12)
+    tracker.mark_echoed(played)
+    tracker.clear_sent()
+    [utterance] = tracker.utterances
+    assert [c.state for c in utterance.chunks] == ["played", "pending", "dropped"]
+    tracker.mark_echoed(sent)  # Twilio returns the sent one on `clear`
+    assert utterance.resolved and utterance.heard == "One."

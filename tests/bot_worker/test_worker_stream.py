@@ -20,6 +20,7 @@ from voicebot_core.object_store import FilesystemObjectStore
 from voicebot_core.redis_keys import RedisKeys
 from voicebot_core.registry import WorkerRegistry
 from voicebot_core.tickets import issue_ticket
+from voicebot_worker.turn_start import MIN_BARGE_IN_SPEECH_S
 
 
 def new_call_sid() -> str:
@@ -114,7 +115,7 @@ async def wait_call_ended(redis: aioredis.Redis, prefix: str, call_sid: str, tim
     return await redis.hgetall(key)
 
 
-async def test_barge_in_clears_within_300ms_and_records_what_was_heard(worker_factory, redis_url, redis_prefix):
+async def test_barge_in_clears_and_records_what_was_heard(worker_factory, redis_url, redis_prefix):
     base, settings = worker_factory()
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     peer = await open_call(base, settings, "fake-barge-in")
@@ -133,11 +134,13 @@ async def test_barge_in_clears_within_300ms_and_records_what_was_heard(worker_fa
         speech_start = peer.speech_started_at[-1]
         clear_at = peer.log.events("clear")[clears_before].at
         latency = clear_at - speech_start
-        # Target 300 ms. On a machine whose run queue is far longer than its cores (shared CI), event-loop
-        # delays add up to ~0.2 s here; the VAD's own part is checked exactly in test_turns.py.
+        # Over the bot a turn needs MIN_BARGE_IN_SPEECH_S of voice (backchannels do not interrupt), then
+        # target 300 ms more. On a machine whose run queue is far longer than its cores (shared CI),
+        # event-loop delays add up to ~0.2 s here; the VAD's own part is checked exactly in test_turns.py.
         overloaded = os.getloadavg()[0] > 1.5 * (os.cpu_count() or 1)
         print(f"barge-in: clear {latency:.3f}s after the caller's speech started (overloaded={overloaded})")
-        assert 0 < latency < (0.5 if overloaded else 0.3), f"clear came {latency:.3f}s after speech"
+        budget = MIN_BARGE_IN_SPEECH_S + (0.5 if overloaded else 0.3)
+        assert MIN_BARGE_IN_SPEECH_S < latency < budget, f"clear came {latency:.3f}s after speech"
         # the bot answers the barge-in: new audio and a new mark after the clear
         await peer.wait_for(lambda: any(m.at > clear_at + 0.5 for m in peer.log.events("mark")), timeout=20)
         await peer.wait_bot_quiet(0.5, timeout=20)

@@ -12,9 +12,11 @@ import redis
 
 from helpers.recordings import stored_recording
 from voicebot_core.redis_keys import RedisKeys
-from voicebot_devstack.turns import turn_latencies
+from voicebot_devstack.turns import audio_heard_between, turn_latencies
+from voicebot_worker.turn_start import MIN_BARGE_IN_SPEECH_S
 
 THREE_TURNS, BARGE_IN, IDLE, END_CALL, TRANSFER = (f"+1555700000{i}" for i in range(1, 6))
+BACKCHANNEL = "+15557000008"
 
 
 def _store(stack):
@@ -57,18 +59,35 @@ def test_three_turn_call_with_greeting_marks_and_stereo_recording(stack, phone):
     assert caller_rms > 100 and bot_rms > 100, (caller_rms, bot_rms)
 
 
-def test_barge_in_clears_within_300ms_and_transcript_marks_the_cut(stack, phone):
+def test_barge_in_clears_and_nothing_of_the_reply_plays_after_it(stack, phone):
     sid = phone.call(BARGE_IN, "barge-in")
     report = phone.wait(sid)
     barge = report["said"][1]
     clears_after = [t for t in report["clears"] if t >= barge["start"]]
     assert clears_after, report["timeline"]
-    assert clears_after[0] - barge["start"] <= 0.3, (barge, report["clears"])
+    # A turn over the bot needs MIN_BARGE_IN_SPEECH_S (0.3 s) of voice: backchannels do not interrupt.
+    assert clears_after[0] - barge["start"] <= MIN_BARGE_IN_SPEECH_S + 0.3, (barge, report["clears"])
+    # no answer starts before the caller stops: bot audio in between is the interrupted reply
+    assert audio_heard_between(report["heard"], clears_after[0], barge["end"]) == 0, report["heard"]
     _, transcript = _wait_transcript(stack, sid)
     cut = [t for t in transcript if t["role"] == "assistant" and t.get("interrupted")]
     assert cut, transcript
     assert cut[0]["text"].startswith("We are open from nine")
     assert len(cut[0]["heard"]) < len(cut[0]["text"])
+
+
+def test_a_backchannel_does_not_interrupt_and_a_barge_in_still_does(stack, phone):
+    sid = phone.call(BACKCHANNEL, "backchannel")
+    report = phone.wait(sid, timeout=60)
+    ask, uh_huh, ask_again, barge = report["said"]
+    assert [s["text"] for s in (uh_huh, barge)] == ["uh-huh", "wait, one more question"]
+    assert not [t for t in report["clears"] if ask["end"] < t < ask_again["start"]], report["timeline"]
+    reply = [seg for seg in report["heard"] if seg["start"] < uh_huh["start"] and seg["end"] > uh_huh["end"] + 0.5]
+    assert reply, "the reply played on through the backchannel"
+    assert [t for t in report["clears"] if t >= barge["start"]], report["timeline"]
+    _, transcript = _wait_transcript(stack, sid)
+    assert "uh-huh" not in [t["text"] for t in transcript if t["role"] == "user"]
+    assert [t["interrupted"] for t in transcript if t["role"] == "assistant"] == [False, False, True, False]
 
 
 def test_idle_prompt_after_five_seconds_then_polite_hang_up(stack, phone):

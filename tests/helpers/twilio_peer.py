@@ -43,12 +43,14 @@ class PeerLog:
 
 class TwilioPeer:
     def __init__(self, url: str, call_sid: str, *, stream_sid: str = "MZ00000000000000000000000000000001",
-                 custom_parameters: dict[str, str] | None = None, echo_marks: bool = True) -> None:
+                 custom_parameters: dict[str, str] | None = None, echo_marks: bool = True,
+                 playout_delay_s: float = 0.0) -> None:
         self.url = url
         self.call_sid = call_sid
         self.stream_sid = stream_sid
         self.custom_parameters = custom_parameters or {}
         self.echo_marks = echo_marks
+        self.playout_delay_s = playout_delay_s  # network + jitter buffer: audio plays this long after it arrives
         self.log = PeerLog()
         self._ws: Any = None
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
@@ -102,9 +104,9 @@ class TwilioPeer:
                 await self._ws.close()
 
     # caller audio -----------------------------------------------------------------------------
-    def say(self, text: str) -> float:
-        """Queue formant speech; returns its duration in seconds."""
-        mulaw = pcm16_to_mulaw(synthesize(text, 8000))
+    def say(self, text: str, seconds: float | None = None) -> float:
+        """Queue formant speech (only its first `seconds`, if given); returns its duration in seconds."""
+        mulaw = pcm16_to_mulaw(synthesize(text, 8000)[: None if seconds is None else int(seconds * 8000)])
         for frame in mulaw_frames(mulaw):
             self._outgoing.put_nowait(frame)
         return len(mulaw) / 8000
@@ -143,7 +145,7 @@ class TwilioPeer:
                 event = message.get("event")
                 if event == "media":
                     seconds = len(base64.b64decode(message["media"]["payload"])) / 8000
-                    self._play_end = max(self._play_end, now) + seconds
+                    self._play_end = max(self._play_end, now + self.playout_delay_s) + seconds
                 elif event == "mark":
                     self._pending_marks.append((max(self._play_end, now), message["mark"]["name"]))
                 elif event == "clear":

@@ -15,8 +15,9 @@ def test_utterances_are_say_and_barge_in_texts_in_step_order(tmp_path) -> None:
         "thank you, that is all for today",
     ]
     inline = {"steps": [{"wait_for_bot": {}}, {"say": "first"}, {"silence": 1},
-                        {"barge_in": {"after_s": 0.6, "say": "second"}}, {"dtmf": "1#"}, {"say": "third"}]}
-    assert caller_script.utterances(inline) == ["first", "second", "third"]
+                        {"barge_in": {"after_s": 0.6, "say": "second"}}, {"dtmf": "1#"}, {"say": "third"},
+                        {"backchannel": {"after_s": 1, "say": "uh-huh", "seconds": 0.2}}]}
+    assert caller_script.utterances(inline) == ["first", "second", "third", "uh-huh"]
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\nsteps:\n  - say: hi there\n  - pause: 0.5\n  - hangup: {}\n")
     loaded = caller_script.load(str(path))
@@ -30,9 +31,20 @@ def test_utterances_are_say_and_barge_in_texts_in_step_order(tmp_path) -> None:
 @pytest.mark.parametrize("bad", [
     {"steps": [{"shout": "x"}]},
     {"steps": [{"barge_in": {"after_s": 1}}]},
+    {"steps": [{"backchannel": {"seconds": 0.2}}]},
     {"steps": "say hi"},
     "no-such-script",
 ])
 def test_invalid_scripts_are_refused(bad: object) -> None:
     with pytest.raises(ScriptError):
         caller_script.load(bad)  # type: ignore[arg-type]
+
+
+def test_a_backchannel_may_play_a_sound_instead_of_words_and_then_says_nothing():
+    script = caller_script.parse({"steps": [
+        {"say": "hours?"}, {"backchannel": {"after_s": 1.0, "play": "cough.wav", "seconds": 0.25}},
+        {"backchannel": {"say": "uh-huh"}}]})
+    assert script.steps[1].args["play"] == "cough.wav"
+    assert caller_script.utterances(script) == ["hours?", "uh-huh"]  # the fake STT has no words for a cough
+    with pytest.raises(ScriptError, match="backchannel needs"):
+        caller_script.parse({"steps": [{"backchannel": {"after_s": 1.0}}]})

@@ -88,6 +88,10 @@ RECORDING_SEGMENTS = _known(Counter(
     [("stored",), ("failed",)])
 INTERRUPTIONS = Counter("voicebot_interruptions_total", "Bot utterances cut by caller speech (barge-in).")
 IDLE_PROMPTS = Counter("voicebot_idle_prompts_total", "Prompts played after caller silence.")
+TTS_PREPARED_PHRASES = _known(Counter(
+    "voicebot_tts_prepared_phrases_total",
+    "Bot utterances played from audio prepared at worker start (hit) or synthesised live (miss).", ["result"]),
+    [("hit",), ("miss",)])
 TOOL_CALLS = _known(Counter("voicebot_tool_calls_total", "Tool calls made by the agent.", ["tool"]),
                     product(TOOL_NAMES))
 

@@ -32,3 +32,17 @@ def percentile(values: list[float], pct: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+TICK_S = 0.02  # the emulated phone's playout tick
+
+
+def audio_heard_between(heard: list[dict[str, float]], since: float, until: float) -> float:
+    """Seconds of bot audio the phone played from ticks that began in (since, until], e.g. after a `clear`.
+    A heard segment is a run of audible 20 ms ticks ending one tick after its last one; the tick under
+    way at `since` had already begun, so a segment going on then counts from one tick past it."""
+    total = 0.0
+    for seg in heard:
+        start = seg["start"] if seg["start"] > since else since + TICK_S
+        total += max(0.0, min(seg["end"], until) - start)
+    return round(total, 3)

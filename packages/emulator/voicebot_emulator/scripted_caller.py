@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from voicebot_core import audio
 from voicebot_emulator import voices
@@ -60,9 +61,12 @@ class ScriptedCaller:
             await self.say(args["text"])
         elif step.kind == "wait_for_bot":
             await self._wait_for_bot(float(args.get("silence_s", 1.0)), float(args.get("timeout_s", 20.0)))
-        elif step.kind == "barge_in":
-            await self._barge_in(float(args.get("after_s", 0.5)), str(args["say"]),
-                                 float(args.get("timeout_s", 20.0)))
+        elif step.kind in ("barge_in", "backchannel"):
+            # a backchannel ("uh-huh", a cough) is a barge-in cut short: only its first `seconds` are said
+            clip_s = float(args.get("seconds", 0.2)) if step.kind == "backchannel" else None
+            sound = self.cursor.script.base_dir / args["play"] if "play" in args and "say" not in args else None
+            await self._barge_in(float(args.get("after_s", 0.5)), str(args.get("say", "")),
+                                 float(args.get("timeout_s", 20.0)), clip_s, sound)
         elif step.kind == "silence":
             await asyncio.sleep(float(args["seconds"]))
         elif step.kind == "dtmf":
@@ -79,11 +83,17 @@ class ScriptedCaller:
         elif step.kind == "_pcm":  # emulator-internal: a voicemail greeting or beep
             await self.session.send_audio(args["pcm"], {"audio": args.get("label", "audio")})
 
-    async def say(self, text: str) -> None:
-        voice = voices.get(self.cursor.script.voice)
-        # synthesis takes tens of ms of CPU: keep it off the loop that paces every call's audio
-        pcm = await asyncio.to_thread(voice, text, audio.TELEPHONY_RATE)
-        await self.session.send_audio(pcm, {"text": text})
+    async def say(self, text: str, clip_s: float | None = None, sound: Path | None = None) -> None:
+        """Say `text` (or play the WAV `sound`), only its first `clip_s` seconds when given."""
+        if sound is not None:
+            pcm = await asyncio.to_thread(audio.read_wav_mono, sound, audio.TELEPHONY_RATE)
+        else:
+            voice = voices.get(self.cursor.script.voice)
+            # synthesis takes tens of ms of CPU: keep it off the loop that paces every call's audio
+            pcm = await asyncio.to_thread(voice, text, audio.TELEPHONY_RATE)
+        if clip_s is not None:
+            pcm = pcm[: int(clip_s * audio.TELEPHONY_RATE)]
+        await self.session.send_audio(pcm, {"play": str(sound)} if sound is not None else {"text": text})
 
     async def _wait_for_bot(self, silence_s: float, timeout_s: float) -> None:
         since = self.cursor.last_step_end or 0.0
@@ -96,7 +106,8 @@ class ScriptedCaller:
             await asyncio.sleep(TICK_S)
         self.call.log("wait_for_bot-timeout", timeout_s=timeout_s)
 
-    async def _barge_in(self, after_s: float, text: str, timeout_s: float) -> None:
+    async def _barge_in(self, after_s: float, text: str, timeout_s: float, clip_s: float | None = None,
+                        sound: Path | None = None) -> None:
         step_start = self.call.now()
         deadline = step_start + timeout_s
         playout = self.session.playout
@@ -106,5 +117,5 @@ class ScriptedCaller:
                 break
             await asyncio.sleep(TICK_S)
         await asyncio.sleep(after_s)
-        self.call.log("barge-in", text=text)
-        await self.say(text)
+        self.call.log("barge-in" if clip_s is None else "backchannel", text=text or str(sound))
+        await self.say(text, clip_s, sound)

@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 BUILTIN_DIR = Path(__file__).parent / "scripts"
-STEP_KINDS = frozenset({"wait_for_bot", "say", "barge_in", "silence", "pause", "dtmf", "play",
+STEP_KINDS = frozenset({"wait_for_bot", "say", "barge_in", "backchannel", "silence", "pause", "dtmf", "play",
                         "expect_hangup", "hangup"})
+TALKING_OVER = ("barge_in", "backchannel")  # said while the bot talks: `say` (a backchannel cut to `seconds`)
 
 
 class ScriptError(ValueError):
@@ -56,6 +57,8 @@ def _step(raw: Any, index: int) -> Step:
     if kind == "play":
         return Step("play", {"path": str(value)})
     args = dict(value or {})
+    if kind == "backchannel" and "say" not in args and "play" not in args:
+        raise ScriptError(f"step {index}: backchannel needs a `say` text or a `play` WAV (a cough, line noise)")
     if kind == "barge_in" and "say" not in args:
         raise ScriptError(f"step {index}: barge_in needs a `say` text")
     return Step(kind, args)
@@ -101,6 +104,7 @@ def load_file(path: Path) -> Script:
 
 
 def utterances(script: str | Mapping[str, Any] | Script) -> list[str]:
-    """What the caller says, in order: every `say` and every `barge_in.say`."""
+    """What the caller says, in order: every `say`, `barge_in.say` and `backchannel.say` (a backchannel
+    that plays a sound says nothing)."""
     return [str(step.args["text"] if step.kind == "say" else step.args["say"])
-            for step in load(script).steps if step.kind in ("say", "barge_in")]
+            for step in load(script).steps if step.kind == "say" or (step.kind in TALKING_OVER and "say" in step.args)]

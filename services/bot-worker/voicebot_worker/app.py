@@ -28,6 +28,7 @@ from voicebot_core.twilio_protocol import FrameError, StreamStart, parse_frame, 
 from voicebot_core.vocabulary import CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN
 from voicebot_worker.call import CallSession
 from voicebot_worker.call_setup import prepare_call
+from voicebot_worker.prepared_phrases import prepare_worker
 from voicebot_worker.settings import WorkerSettings
 from voicebot_worker.turns import stats as turn_stats
 
@@ -71,6 +72,8 @@ class WorkerState:
             from voicebot_worker.providers.local import preload
 
             await asyncio.to_thread(preload, self.settings)
+        # Models and the profiles' fixed phrases are ready before the worker is: its first call is a warm one.
+        await prepare_worker(self.profiles, self.settings)
         settings = self.settings
         await self.registry.register(settings.worker_id, settings.worker_advertise_url, settings.worker_capacity)
         metrics.WORKER_HEARTBEAT.set_to_current_time()  # registering writes the first heartbeat

@@ -80,7 +80,7 @@ class CallSession(CallEvents):
             # the gateway's liveness pings (VOICEBOT_GATEWAY_WORKER_LIVENESS_TIMEOUT_S) and the other calls.
             services = await asyncio.to_thread(build_services, self.profile, self._settings)
             self._pipeline = build_pipeline(self.setup, self._ws, self._settings, self, self.tracker,
-                                            CallTools(self.profile, self._control), services)
+                                            CallTools(self.profile, self._control), services, self.playback)
             await self._record.attached()
             await self._start_speaking(self._pipeline)
             runner = WorkerRunner(handle_sigint=False)
@@ -247,5 +247,7 @@ class CallSession(CallEvents):
 
     def _on_utterance_resolved(self, utterance: BotUtterance) -> None:
         self._control.on_utterance_resolved(utterance)
+        if self._pipeline is not None and self._pipeline.heard.utterance_resolved(utterance):
+            self._spawn(self._checkpoint())
         if self.tracker.pending_marks == 0:
             self._idle.speech_heard()

@@ -182,6 +182,9 @@ class MarkTracker:
                     cut_any = True
                 utterance.cut = True
                 self._dropped_marks.update(c.mark for c in pending)
+                for chunk in pending:
+                    if chunk.expected_end is None:  # its mark never went out (interruption.py): no echo will come
+                        chunk.state = "dropped"
                 self._close(utterance)
         return cut_any
 

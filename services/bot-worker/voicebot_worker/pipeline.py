@@ -5,6 +5,9 @@ transport.input (noise filter, noise.py) -> stream events (marks, stop) -> STT -
 shortcut (the caller's frames go straight to the recorder from here) -> LLM -> speech intents
 -> TTS -> speech monitor (marks) -> transport.output -> recorder (caller left, bot right) -> assistant aggregator
 
+The speech monitor and the output drop an interrupted reply's frames that outrun the interruption
+(interruption.py); the assistant's messages are rewritten to what the caller heard (heard_context.py).
+
 Everything the pipeline reports goes to one `CallEvents` (events.py).
 """
 
@@ -34,7 +37,9 @@ from pipecat.turns.user_mute.mute_until_first_bot_complete_user_mute_strategy im
 from voicebot_core import metrics, telemetry
 from voicebot_worker.call_setup import CallSetup
 from voicebot_worker.events import CallEvents
-from voicebot_worker.marks import MarkTracker
+from voicebot_worker.heard_context import HeardContext
+from voicebot_worker.interruption import FencedWebsocketTransport
+from voicebot_worker.marks import MarkTracker, PlaybackClock
 from voicebot_worker.noise import PhoneNoiseFilter
 from voicebot_worker.processors import CallerAudioShortcut, SpeechIntentTap, SpeechMonitor, StreamEventsProcessor
 from voicebot_worker.providers import ProviderServices
@@ -52,6 +57,7 @@ class CallPipeline:
     serializer: VoicebotTwilioSerializer
     context: LLMContext
     pipeline_worker: PipelineWorker
+    heard: HeardContext  # rewrites interrupted replies in `context` to what the caller heard
 
     def observe_ttfb(self, frame: MetricsFrame) -> None:
         """Feed the STT, LLM and TTS services' time to first byte into the service TTFB histogram."""
@@ -63,15 +69,17 @@ class CallPipeline:
 
 
 def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSettings, events: CallEvents,
-                   tracker: MarkTracker, tools: CallTools, services: ProviderServices) -> CallPipeline:
-    """`services`: from build_services, which may load models (run it off the event loop)."""
+                   tracker: MarkTracker, tools: CallTools, services: ProviderServices,
+                   playback: PlaybackClock | None = None) -> CallPipeline:
+    """`services`: from build_services, which may load models (run it off the event loop). `playback`:
+    when the bot audio sent finishes playing at the caller (caller speech over it may be a backchannel)."""
     profile = setup.profile
     serializer = VoicebotTwilioSerializer(
         stream_sid=setup.start.stream_sid, call_sid=setup.call_sid, account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token.get_secret_value(), base_url=settings.twilio_api_base_url,
         params=VoicebotTwilioSerializer.InputParams(auto_hang_up=False), events=events,
     )
-    transport = FastAPIWebsocketTransport(
+    transport = FencedWebsocketTransport(
         websocket=websocket,
         params=FastAPIWebsocketParams(
             audio_in_enabled=True, audio_out_enabled=True, add_wav_header=False, serializer=serializer,
@@ -79,7 +87,7 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         ),
     )
     context = _context(setup, services, tools.register(services.llm))
-    aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings))
+    aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings, playback))
     rate = services.pipeline_sample_rate
     # buffer_size (bytes of one 16-bit track) cuts the recording into segments the worker stores as it goes
     recorder = AudioBufferProcessor(sample_rate=rate, num_channels=2, auto_start_recording=profile.record,
@@ -113,8 +121,10 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         conversation_id=setup.call_sid,
         additional_span_attributes=setup.span_attributes(settings.worker_id),
     )
-    _wire_events(events, transport, aggregators, recorder)
-    return CallPipeline(services=services, serializer=serializer, context=context, pipeline_worker=pipeline_worker)
+    heard = HeardContext(context)
+    _wire_events(events, transport, aggregators, recorder, heard)
+    return CallPipeline(services=services, serializer=serializer, context=context, pipeline_worker=pipeline_worker,
+                        heard=heard)
 
 
 def _context(setup: CallSetup, services: ProviderServices, tools: list[FunctionSchema]) -> LLMContext:
@@ -129,11 +139,14 @@ def _context(setup: CallSetup, services: ProviderServices, tools: list[FunctionS
             else LLMContext(messages=messages))
 
 
-def _user_params(setup: CallSetup, settings: WorkerSettings) -> LLMUserAggregatorParams:
+def _user_params(setup: CallSetup, settings: WorkerSettings, playback: PlaybackClock | None) -> LLMUserAggregatorParams:
+    vad = build_vad(settings.worker_vad_start_secs, settings.worker_vad_stop_secs,
+                    settings.worker_vad_confidence, settings.worker_vad_min_volume)
+    bot_audible = (lambda: playback.remaining_s() > 0) if playback is not None else (lambda: False)
     return LLMUserAggregatorParams(
-        vad_analyzer=build_vad(settings.worker_vad_start_secs, settings.worker_vad_stop_secs,
-                               settings.worker_vad_confidence, settings.worker_vad_min_volume),
-        user_turn_strategies=build_turn_strategies(setup.profile, settings.worker_speech_timeout_s),
+        vad_analyzer=vad,
+        user_turn_strategies=build_turn_strategies(setup.profile, settings.worker_speech_timeout_s, vad, bot_audible,
+                                                   settings.worker_barge_in_min_speech_s),
         # A callee answers with "hello?" while the greeting starts: on outbound calls the
         # greeting plays whole before caller speech counts (no barge-in, no turn).
         user_mute_strategies=(
@@ -144,7 +157,7 @@ def _user_params(setup: CallSetup, settings: WorkerSettings) -> LLMUserAggregato
 
 
 def _wire_events(events: CallEvents, transport: FastAPIWebsocketTransport, aggregators: LLMContextAggregatorPair,
-                 recorder: AudioBufferProcessor) -> None:
+                 recorder: AudioBufferProcessor, heard: HeardContext) -> None:
     @transport.event_handler("on_client_disconnected")
     async def _on_disconnected(_transport: Any, _ws: Any) -> None:
         await events.on_stream_closed()
@@ -160,7 +173,8 @@ def _wire_events(events: CallEvents, transport: FastAPIWebsocketTransport, aggre
         await events.on_user_turn_stopped((message.content or "").strip())
 
     @aggregators.assistant().event_handler("on_assistant_turn_stopped")
-    async def _on_assistant_turn_stopped(_agg: Any, _message: Any) -> None:
+    async def _on_assistant_turn_stopped(_agg: Any, message: Any) -> None:
+        heard.assistant_turn_stopped(message.content or "")  # before the checkpoint the session takes now
         await events.on_assistant_turn_stopped()
 
     @recorder.event_handler("on_audio_data")

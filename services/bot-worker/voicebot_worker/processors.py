@@ -23,6 +23,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.text.base_text_aggregator import TextType
 
 from voicebot_worker.events import CallEvents
+from voicebot_worker.interruption import InterruptionFence
 from voicebot_worker.marks import MarkTracker, SpeechIntent
 from voicebot_worker.serializer import TwilioMarkFrame, TwilioStopFrame, mark_frame
 
@@ -77,7 +78,9 @@ class SpeechIntentTap(FrameProcessor):
 
 class SpeechMonitor(FrameProcessor):
     """Between TTS and transport.output(): sends a Twilio `mark` behind every spoken chunk and
-    reports bot speaking state, VAD stops and service metrics to the session."""
+    reports bot speaking state, VAD stops and service metrics to the session. Frames of an
+    interrupted reply that reach it after the interruption (interruption.py) are dropped, so they
+    neither play nor count as spoken chunks."""
 
     def __init__(self, tracker: MarkTracker, stream_sid: str, events: CallEvents) -> None:
         super().__init__(name="speech-monitor")
@@ -87,10 +90,14 @@ class SpeechMonitor(FrameProcessor):
         # TTS services with word timestamps send one TTSTextFrame per word, timed for playback rather
         # than queued behind its audio; for them one mark per utterance, at its end.
         self._words: dict[str, list[str]] = {}
+        self._fence = InterruptionFence()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if direction == FrameDirection.DOWNSTREAM and self._fence.is_stale(frame):
+            return
         await super().process_frame(frame, direction)
         if isinstance(frame, InterruptionFrame):
+            self._fence.interrupt()
             for key in list(self._words):  # spoken words whose mark never went out: the clear cuts them
                 self._tracker.chunk_spoken(key, " ".join(self._words.pop(key)))
         await self.push_frame(frame, direction)

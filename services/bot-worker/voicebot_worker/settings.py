@@ -41,6 +41,9 @@ class WorkerSettings(CommonSettings):
     # Tuned so `clear` leaves within 300 ms of the caller's first syllable (measured ~0.2 s): pipecat's
     # defaults (start 0.2 s, min_volume 0.6 on a slowly smoothed volume) take ~0.35 s on phone audio.
     worker_vad_start_secs: float = Field(0.08, gt=0, description="Speech needed before a caller turn starts.")
+    worker_barge_in_min_speech_s: float = Field(
+        0.3, ge=0, description="While the bot is audible, voice needed before the caller's speech interrupts it: "
+        "shorter backchannels ('uh-huh'), coughs and line noise do not; the bot's audio is cleared that much later.")
     worker_vad_stop_secs: float = Field(0.2, gt=0, description="Silence needed before a caller turn may end.")
     worker_vad_confidence: float = Field(0.7, gt=0, le=1, description="Silero speech probability threshold.")
     worker_vad_min_volume: float = Field(0.3, ge=0, le=1,
@@ -54,6 +57,10 @@ class WorkerSettings(CommonSettings):
                                      description="OpenAI-compatible local LLM server; default http://127.0.0.1:8000/v1.")
     worker_preload_local_models: bool = Field(False,
                                               description="Load local STT/TTS models at start, not on the first call.")
+    worker_prepare_phrases: bool = Field(
+        True, description="At start, before registering, synthesise every profile's fixed phrases (greetings "
+        "without {variables}, idle prompt and goodbye, goodbye, transfer message) with its TTS and play them "
+        "from memory on calls. A cloud TTS costs one request per phrase per profile at every worker start.")
     # cloud providers (only read by providers.cloud)
     deepgram_api_key: SecretStr = Field(SecretStr(""), description="Deepgram STT/TTS key.")
     groq_api_key: SecretStr = Field(SecretStr(""), description="Groq LLM key.")

@@ -19,6 +19,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
@@ -29,10 +30,12 @@ from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.metrics.metrics import MetricsData
-from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy, TurnAnalyzerUserTurnStopStrategy
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voicebot_core.profiles import AgentProfile
+from voicebot_worker.turn_start import MIN_BARGE_IN_SPEECH_S, BargeInUserTurnStartStrategy
+from voicebot_worker.turn_words import WordAwareTurnStopStrategy
 from voicebot_worker.vad import BatchedSileroVAD
 
 SMART_TURN_NICE = 5  # the event loop (audio pacing, barge-in) wins when both want the core
@@ -103,10 +106,16 @@ def build_vad(start_secs: float, stop_secs: float, confidence: float, min_volume
                                               confidence=confidence, min_volume=min_volume))
 
 
-def build_turn_strategies(profile: AgentProfile, speech_timeout_s: float) -> UserTurnStrategies:
+def build_turn_strategies(profile: AgentProfile, speech_timeout_s: float, vad: BatchedSileroVAD | None = None,
+                          bot_audible: Callable[[], bool] = lambda: False,
+                          barge_in_min_speech_s: float = MIN_BARGE_IN_SPEECH_S) -> UserTurnStrategies:
+    """`vad`: the call's VAD, for the backchannel-proof start strategy (turn_start.py); without it,
+    pipecat's default VAD + transcription start strategies."""
     if profile.turn_detection == "speech_timeout":
         stop = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=speech_timeout_s)
     else:
-        stop = TurnAnalyzerUserTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer())
-    return UserTurnStrategies(stop=[stop])  # start: pipecat's default VAD + transcription strategies
+        stop = WordAwareTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer())
+    start = ([BargeInUserTurnStartStrategy(vad, min_speech_s=barge_in_min_speech_s, bot_audible=bot_audible)]
+             if vad is not None else None)
+    return UserTurnStrategies(start=start, stop=[stop])
 

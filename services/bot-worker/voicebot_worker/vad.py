@@ -116,6 +116,9 @@ class BatchedSileroVAD(SileroVADAnalyzer):
         self._windows_since_reset = 0
         self._low_confidence_windows = 0
         self._scores: deque[float] = deque()
+        # Seconds of windows scored as voice since the VAD was last quiet: how long the caller has
+        # actually been talking in the current burst (turn_start.py lets only >= 0.3 s interrupt the bot).
+        self.voiced_s = 0.0
         shared_silero_session()
 
     def set_sample_rate(self, sample_rate: int) -> None:
@@ -131,9 +134,14 @@ class BatchedSileroVAD(SileroVADAnalyzer):
                 window = np.frombuffer(joined, dtype=np.int16, count=need // 2, offset=start).astype(np.float32)
                 window *= 1.0 / 32768.0
                 self._scores.append(await _BATCHER.score(self._model, window, self.sample_rate))  # type: ignore[arg-type]
-        return self._run_analyzer(buffer)  # pipecat's state machine; it takes the scores above in order
+        state = self._run_analyzer(buffer)  # pipecat's state machine; it takes the scores above in order
+        if state == VADState.QUIET:
+            self.voiced_s = 0.0
+        return state
 
     def voice_confidence(self, buffer: bytes) -> float:
         confidence = self._scores.popleft() if self._scores else 0.0
         self._maybe_reset_model(confidence)
+        if confidence >= self._params.confidence:
+            self.voiced_s += len(buffer) / (2 * self.sample_rate)
         return confidence

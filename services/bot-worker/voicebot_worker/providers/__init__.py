@@ -24,6 +24,15 @@ class ProviderServices:
 
 
 def build_services(profile: AgentProfile, settings: WorkerSettings) -> ProviderServices:
+    services = _build(profile, settings)
+    if settings.worker_prepare_phrases:
+        from voicebot_worker.prepared_phrases import serve_prepared
+
+        services.tts = serve_prepared(services.tts)
+    return services
+
+
+def _build(profile: AgentProfile, settings: WorkerSettings) -> ProviderServices:
     if profile.providers == "fake":
         from voicebot_worker.providers.fake import build_fake_services
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncGenerator, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from loguru import logger
@@ -206,6 +207,8 @@ def _formant_pcm(text: str, sample_rate: int) -> bytes:
 
 
 class FakeTTS(TTSService):
+    syntheses: ClassVar[Counter[str]] = Counter()  # texts synthesised by run_tts, per process (for tests)
+
     def __init__(self, *, ttfb_s: float = 0.05, chunk_ms: int = 20, **kwargs: Any) -> None:
         super().__init__(push_start_frame=True, push_stop_frames=True,
                          settings=TTSSettings(model="formant", voice="formant", language="en"), **kwargs)
@@ -223,6 +226,7 @@ class FakeTTS(TTSService):
     @traced_tts  # a `tts` span per utterance when the PipelineWorker runs with enable_tracing
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         await self.start_tts_usage_metrics(text)
+        FakeTTS.syntheses[text] += 1
         started = asyncio.get_running_loop().time()
         audio = await asyncio.to_thread(_formant_pcm, text, self.sample_rate)
         await asyncio.sleep(max(0.0, self._ttfb_s - (asyncio.get_running_loop().time() - started)))

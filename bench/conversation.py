@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 for package_dir in ("packages/core", "packages/emulator", "packages/devstack", "packages/simulation",
                     "services/bot-worker"):
     sys.path.insert(0, str(ROOT / package_dir))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from conversation_corpus import Corpus, build_corpus  # noqa: E402
 from emulated_call import place  # noqa: E402

@@ -22,7 +22,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 for package_dir in ("packages/core", "packages/emulator", "packages/devstack", "services/bot-worker"):
     sys.path.insert(0, str(ROOT / package_dir))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from emulated_call import place  # noqa: E402
 

@@ -23,6 +23,7 @@ Per level it prints:
                   (a 20 ms frame: gap > 60 ms), as a share of bot frames
   barge p50/p95   caller speech start during bot speech -> `clear` received
   CPU             worker process CPU time / wall time over the level (1.0 = the pinned core is full)
+  loop            the same for the event loop's thread alone (the rest: Smart Turn's thread)
   RSS             worker peak resident memory, and MB per call above the idle worker
 """
 
@@ -337,6 +338,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """The event loop's thread (its id is the process's): the rest is Smart Turn's thread and ONNX's."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -367,7 +374,7 @@ class Bench:
                 "VOICEBOT_TWILIO_API_BASE_URL": "http://127.0.0.1:9", "VOICEBOT_STREAM_TICKET_SECRET": TICKET_SECRET,
                 "VOICEBOT_AGENT_PROFILES_PATH": str(self.run_dir / "profiles.yaml"),
                 "VOICEBOT_LOG_LEVEL": "WARNING", "OTEL_SDK_DISABLED": "true", "HF_HUB_OFFLINE": "1",
-                "VOICEBOT_WORKER_RECORDINGS_DIR": str(self.run_dir / "recordings")}
+                "VOICEBOT_STORAGE_DIR": str(self.run_dir / "call-data")}
 
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -419,7 +426,7 @@ class Bench:
 async def run_level(bench: Bench, pid: int, calls: int, speech: dict[str, bytes], args: argparse.Namespace) -> dict:
     noise = line_noise(10.0, seed=calls)
     peak = rss_mb(pid)
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    cpu0, loop0, t0 = cpu_seconds(pid), main_thread_cpu_seconds(pid), time.monotonic()
     stop = asyncio.Event()
 
     async def sample_rss() -> None:
@@ -439,14 +446,15 @@ async def run_level(bench: Bench, pid: int, calls: int, speech: dict[str, bytes]
     await sampler
     elapsed = time.monotonic() - t0
     cpu = (cpu_seconds(pid) - cpu0) / elapsed
+    loop_cpu = (main_thread_cpu_seconds(pid) - loop0) / elapsed
     replies = [r for res in results for r in res.replies]
     barges = [b for res in results for b in res.barge_ins]
     frames = sum(r.bot_frames for r in results)
     errors = [r.error for r in results if r.error]
     return {"calls": calls, "turns": len(replies) + sum(r.missed for r in results), "replies": replies,
             "missed": sum(r.missed for r in results), "late": sum(r.late_frames for r in results) / max(1, frames),
-            "barges": barges, "barge_missed": sum(r.barge_missed for r in results), "cpu": cpu, "rss": peak,
-            "errors": errors, "send_lag": max(r.send_lag for r in results)}
+            "barges": barges, "barge_missed": sum(r.barge_missed for r in results), "cpu": cpu, "loop_cpu": loop_cpu,
+            "rss": peak, "errors": errors, "send_lag": max(r.send_lag for r in results)}
 
 
 def row(name: str, r: dict, idle_rss: float) -> str:
@@ -455,7 +463,7 @@ def row(name: str, r: dict, idle_rss: float) -> str:
             f"{percentile(r['replies'], 95) * 1000:>7.0f} {r['missed']:>6} {r['late'] * 100:>6.2f}% "
             f"{percentile(r['barges'], 50) * 1000:>7.0f} {percentile(r['barges'], 95) * 1000:>7.0f} "
             f"{r['barge_missed']:>5} {r['cpu']:>6.2f} {r['rss']:>6.0f} {per_call:>6.1f}"
-            + f"  gen lag {r['send_lag'] * 1000:.0f} ms"
+            + f"  loop {r.get('loop_cpu', 0):.2f}  gen lag {r['send_lag'] * 1000:.0f} ms"
             + (f"  ({len(r['errors'])} call errors: {r['errors'][0][:60]})" if r["errors"] else ""))
 
 
@@ -500,7 +508,7 @@ def main() -> int:
                     if args.profile_at == level and kind == "worker":
                         spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--rate", "50",
                                                 "--format", "raw", "--output", str(run_dir / f"profile-{level}.txt"),
-                                                "--nonblocking", "--duration", "40"],
+                                                "--nonblocking", "--threads", "--duration", "40"],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     result = asyncio.run(run_level(bench, proc.pid, level, speech, args))
                     with contextlib.suppress(Exception):

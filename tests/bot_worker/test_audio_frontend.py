@@ -1,5 +1,5 @@
 """The worker's shared audio work: Silero VAD batched across calls, the 8 kHz noise filter, Smart Turn
-on one shared thread, and the caller-audio shortcut to the recorder."""
+on one shared thread, and the sink that ends the caller's frames after the user aggregator."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams, VADState
 from pipecat.frames.frames import InputAudioRawFrame, TextFrame
-from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 from pipecat.tests.utils import run_test
 
 from voicebot_core.audio import mulaw_to_pcm16, pcm16_to_mulaw
 from voicebot_simulation.formant_voice import synthesize
 from voicebot_worker import turns
 from voicebot_worker.noise import PhoneNoiseFilter
-from voicebot_worker.processors import CallerAudioShortcut
+from voicebot_worker.processors import CallerAudioSink
 from voicebot_worker.turns import SharedSmartTurnAnalyzer, smart_turn_executor
 from voicebot_worker.vad import BatchedSileroVAD, batcher
 
@@ -103,16 +102,6 @@ async def test_smart_turn_calls_share_one_thread_and_skip_stale_inferences(monke
     assert not smart_turn_executor()._shutdown  # the shared thread outlives a call
 
 
-async def test_caller_audio_goes_to_the_recorder_not_down_the_pipeline():
-    recorder = AudioBufferProcessor(num_channels=2)
-    recorder._recording = True
-    seen = []
-
-    async def record(frame):
-        seen.append(frame)
-
-    recorder._process_recording = record
+async def test_the_callers_frames_end_at_the_sink_and_everything_else_passes():
     audio = InputAudioRawFrame(audio=b"\0\0" * 160, sample_rate=8000, num_channels=1)
-    await run_test(CallerAudioShortcut(recorder), frames_to_send=[audio, TextFrame("hi")],
-                             expected_down_frames=[TextFrame])
-    assert seen == [audio]
+    await run_test(CallerAudioSink(), frames_to_send=[audio, TextFrame("hi")], expected_down_frames=[TextFrame])

@@ -243,3 +243,20 @@ async def test_dtmf_is_recorded_as_a_call_event(worker_factory, redis_url, redis
     digits = [e["digit"] for e in await store.events(peer.call_sid) if e["kind"] == "dtmf"]
     assert digits == ["1", "#"]
     await redis.aclose()
+
+
+async def test_a_call_with_no_sign_of_life_for_the_pipeline_idle_timeout_is_ended(worker_factory, redis_url,
+                                                                                    redis_prefix):
+    # Idle prompts off, so after the greeting nothing happens: the call session's watchdog ends the call.
+    base, settings = worker_factory(worker_pipeline_idle_timeout_s=2.0, worker_idle_timeout_s=0)
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    peer = await open_call(base, settings, "fake-dtmf")
+    try:
+        await peer.wait_for(lambda: peer.log.events("media"), timeout=15)
+        greeted_at = time.monotonic()
+        call = await wait_call_ended(redis, redis_prefix, peer.call_sid, timeout=15)
+        assert time.monotonic() - greeted_at >= 2.0
+        assert call["end_reason"] == "pipeline_idle"
+    finally:
+        await peer.close()
+        await redis.aclose()

@@ -34,6 +34,7 @@ from voicebot_worker.pipeline import CallPipeline, build_pipeline
 from voicebot_worker.providers import build_services
 from voicebot_worker.settings import WorkerSettings
 from voicebot_worker.tools import CallTools
+from voicebot_worker.watchdog import ActivityWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class CallSession(CallEvents):
             closing_started=self._idle.stop, spawn=self._spawn,
         )
         self._speech_end_at: float | None = None  # caller speech end awaiting the bot's first audio
+        self._watchdog = ActivityWatchdog(settings.worker_pipeline_idle_timeout_s, self._on_pipeline_idle)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pipeline: CallPipeline | None = None
         self.done = asyncio.Event()
@@ -83,6 +85,7 @@ class CallSession(CallEvents):
                                             CallTools(self.profile, self._control), services, self.playback)
             await self._record.attached()
             await self._start_speaking(self._pipeline)
+            self._spawn(self._watchdog.run())
             runner = WorkerRunner(handle_sigint=False)
             await runner.add_workers(self._pipeline.pipeline_worker)
             await runner.run()
@@ -138,6 +141,11 @@ class CallSession(CallEvents):
         if self._pipeline is not None:
             await self._pipeline.pipeline_worker.cancel(reason=reason)
 
+    async def _on_pipeline_idle(self) -> None:
+        log.warning("no activity in the call's pipeline for %.0f s, ending it",
+                    self._settings.worker_pipeline_idle_timeout_s, extra={"call_sid": self.call_sid})
+        await self._cancel("pipeline_idle")
+
     def _hang_up_on_silence(self) -> None:
         self._control.end_call(self.profile.idle_goodbye, "idle")
 
@@ -166,6 +174,7 @@ class CallSession(CallEvents):
 
     # ------------------------------------------------------------------ CallEvents
     def on_media_sent(self, duration_s: float) -> None:
+        self._watchdog.activity()
         now = time.monotonic()
         self._idle.audio_sent(now)
         if self._speech_end_at is not None and not self._idle.caller_speaking:
@@ -196,6 +205,7 @@ class CallSession(CallEvents):
         await self._cancel("malformed_frame")
 
     def on_mark_echo(self, name: str) -> None:
+        self._watchdog.activity()
         self.tracker.mark_echoed(name)
 
     def on_stream_stop(self) -> None:
@@ -213,6 +223,7 @@ class CallSession(CallEvents):
         self._idle.bot_stopped(self.playback.play_end)
 
     def on_vad_stopped(self, stop_secs: float) -> None:
+        self._watchdog.activity()
         self._speech_end_at = time.monotonic() - stop_secs
 
     def on_metrics(self, frame: MetricsFrame) -> None:
@@ -224,10 +235,12 @@ class CallSession(CallEvents):
         await self._cancel("stream_closed")
 
     def on_user_turn_started(self) -> None:
+        self._watchdog.activity()
         self._idle.caller_started()
         self._record.user_turn_started()
 
     async def on_user_turn_stopped(self, text: str) -> None:
+        self._watchdog.activity()
         self._idle.caller_stopped(said_something=bool(text))
         if text:
             self._record.user_said(text)

@@ -16,7 +16,6 @@ interruption should have dropped, and is dropped here (unless pipecat marked it 
 
 from __future__ import annotations
 
-from fastapi import WebSocket
 from pipecat.frames.frames import (
     Frame,
     InterruptionFrame,
@@ -26,11 +25,7 @@ from pipecat.frames.frames import (
     TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
-from pipecat.transports.websocket.fastapi import (
-    FastAPIWebsocketOutputTransport,
-    FastAPIWebsocketParams,
-    FastAPIWebsocketTransport,
-)
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketOutputTransport
 from pipecat.utils.utils import obj_id
 
 # What an interrupted reply sends towards the caller: its audio, its marks and its spoken text
@@ -75,11 +70,3 @@ class FencedOutputTransport(FastAPIWebsocketOutputTransport):
         if not self._fence.is_stale(frame):
             await super().send_message(frame)
 
-
-class FencedWebsocketTransport(FastAPIWebsocketTransport):
-    """FastAPIWebsocketTransport with a FencedOutputTransport as its output."""
-
-    def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams) -> None:
-        super().__init__(websocket, params)
-        # pipecat's private attributes, pinned 1.14: the output the base class built is never started
-        self._output = FencedOutputTransport(self, self._client, self._params, name=self._output_name)

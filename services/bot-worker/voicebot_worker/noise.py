@@ -75,23 +75,33 @@ class SpectralGateBank:
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
-        while pending:  # one call may have queued two hops: run them in order, one per pass
+        try:
+            outs = self.run_in_order([(slot, hop) for slot, hop, _ in pending])
+        except Exception as exc:
+            for _, _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), out in zip(pending, outs, strict=True):
+            if not future.done():
+                future.set_result(out)
+
+    def run_in_order(self, items: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+        """Filter (slot, hop) pairs, a slot's hops in the order given: one batch per pass, a slot once per
+        pass (a call whose frames queued up has several hops here)."""
+        outs: list[np.ndarray | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        while pending:
             seen: set[int] = set()
             batch, later = [], []
-            for item in pending:
-                (later if item[0] in seen else batch).append(item)
-                seen.add(item[0])
-            try:
-                out = self.run(np.array([slot for slot, _, _ in batch]), np.stack([hop for _, hop, _ in batch]))
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for index, (_, _, future) in enumerate(batch):
-                    if not future.done():
-                        future.set_result(out[index])
+            for index in pending:
+                (later if items[index][0] in seen else batch).append(index)
+                seen.add(items[index][0])
+            out = self.run(np.array([items[i][0] for i in batch]), np.stack([items[i][1] for i in batch]))
+            for row, index in enumerate(batch):
+                outs[index] = out[row]
             pending = later
+        return outs  # type: ignore[return-value]
 
     def run(self, slots: np.ndarray, current: np.ndarray) -> np.ndarray:
         """One hop for each of `slots` (rows of `current`, float64): the filtered hop out."""
@@ -166,19 +176,36 @@ class PhoneNoiseFilter(BaseAudioFilter):
             self._enabled = frame.enable
 
     async def filter(self, audio: bytes) -> bytes:
-        if not self._enabled or not audio or self._bank is None or self._slot < 0:
+        if not self.active or not audio:
             return audio
-        samples = np.frombuffer(audio, dtype=np.int16)
-        hop = self._bank.hop
-        data = samples.astype(np.float64)
+        hops = self.hops(audio)
+        return self.assemble([await self._bank.submit(self._slot, hop) for hop in hops], len(audio) // 2)
+
+    @property
+    def active(self) -> bool:
+        return self._enabled and self._bank is not None and self._slot >= 0
+
+    @property
+    def slot(self) -> int:
+        return self._slot
+
+    @property
+    def bank(self) -> SpectralGateBank | None:
+        return self._bank
+
+    def hops(self, audio: bytes) -> list[np.ndarray]:
+        """The whole hops `audio` completes (float64); the rest waits for the next frame."""
+        hop = self._bank.hop if self._bank is not None else HOP
+        data = np.frombuffer(audio, dtype=np.int16).astype(np.float64)
         if self._pending.size:
             data = np.concatenate((self._pending, data))
-        hops = data.size // hop
-        outs = [self._out]
-        for index in range(hops):
-            outs.append(await self._bank.submit(self._slot, data[index * hop:(index + 1) * hop]))
-        self._pending = data[hops * hop:]
-        out = np.concatenate(outs)
-        result, self._out = out[:samples.size], out[samples.size:]
+        count = data.size // hop
+        self._pending = data[count * hop:]
+        return [data[index * hop:(index + 1) * hop] for index in range(count)]
+
+    def assemble(self, filtered: list[np.ndarray], samples: int) -> bytes:
+        """The filtered hops back into `samples` int16 samples, one hop late."""
+        out = np.concatenate([self._out, *filtered])
+        result, self._out = out[:samples], out[samples:]
         np.clip(result, -32768, 32767, out=result)
         return result.astype(np.int16).tobytes()

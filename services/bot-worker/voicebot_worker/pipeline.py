@@ -1,9 +1,11 @@
 """The pipecat pipeline of one call, on the stream the gateway relays from Twilio.
 
-transport.input (noise filter, noise.py) -> stream events (marks, stop) -> STT -> user aggregator
-(VAD batched across calls, vad.py; Smart Turn on a shared thread, turns.py) -> caller audio
-shortcut (the caller's frames go straight to the recorder from here) -> LLM -> speech intents
--> TTS -> speech monitor (marks) -> transport.output -> recorder (caller left, bot right) -> assistant aggregator
+transport.input (caller_audio.py: noise filter and VAD batched across calls, the caller's audio to the
+recorder, VAD events and the caller's audio down the pipeline) -> stream events (marks, stop) -> STT
+-> user aggregator (turn strategies; Smart Turn on a shared thread, turns.py) -> caller audio sink
+(the caller's frames end here) -> LLM -> speech intents -> TTS -> speech monitor (marks)
+-> transport.output (hands the bot's audio to the recorder, transport.py) -> recorder (caller left, bot
+right) -> assistant aggregator
 
 The speech monitor and the output drop an interrupted reply's frames that outrun the interruption
 (interruption.py); the assistant's messages are rewritten to what the caller heard (heard_context.py).
@@ -36,17 +38,19 @@ from pipecat.turns.user_mute.mute_until_first_bot_complete_user_mute_strategy im
 
 from voicebot_core import metrics, telemetry
 from voicebot_worker.call_setup import CallSetup
+from voicebot_worker.caller_audio import CallerAudio
 from voicebot_worker.events import CallEvents
 from voicebot_worker.heard_context import HeardContext
-from voicebot_worker.interruption import FencedWebsocketTransport
 from voicebot_worker.marks import MarkTracker, PlaybackClock
 from voicebot_worker.noise import PhoneNoiseFilter
-from voicebot_worker.processors import CallerAudioShortcut, SpeechIntentTap, SpeechMonitor, StreamEventsProcessor
+from voicebot_worker.processors import CallerAudioSink, SpeechIntentTap, SpeechMonitor, StreamEventsProcessor
 from voicebot_worker.providers import ProviderServices
 from voicebot_worker.serializer import VoicebotTwilioSerializer
 from voicebot_worker.settings import WorkerSettings
 from voicebot_worker.tools import CallTools
+from voicebot_worker.transport import CallTransport
 from voicebot_worker.turns import build_turn_strategies, build_vad
+from voicebot_worker.vad import BatchedSileroVAD
 
 
 @dataclass
@@ -79,25 +83,31 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         auth_token=settings.twilio_auth_token.get_secret_value(), base_url=settings.twilio_api_base_url,
         params=VoicebotTwilioSerializer.InputParams(auto_hang_up=False), events=events,
     )
-    transport = FencedWebsocketTransport(
-        websocket=websocket,
-        params=FastAPIWebsocketParams(
-            audio_in_enabled=True, audio_out_enabled=True, add_wav_header=False, serializer=serializer,
-            audio_in_filter=PhoneNoiseFilter() if profile.noise_filter else None, allowed_origins=[],
-        ),
-    )
-    context = _context(setup, services, tools.register(services.llm))
-    aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings, playback))
     rate = services.pipeline_sample_rate
     # buffer_size (bytes of one 16-bit track) cuts the recording into segments the worker stores as it goes
     recorder = AudioBufferProcessor(sample_rate=rate, num_channels=2, auto_start_recording=profile.record,
                                     buffer_size=int(settings.worker_recording_segment_s * rate) * 2)
+    vad = build_vad(settings.worker_vad_start_secs, settings.worker_vad_stop_secs,
+                    settings.worker_vad_confidence, settings.worker_vad_min_volume)
+    noise_filter = PhoneNoiseFilter() if profile.noise_filter else None
+    transport = CallTransport(
+        websocket=websocket,
+        # the input transport starts and stops the filter; CallerAudio runs it
+        params=FastAPIWebsocketParams(
+            audio_in_enabled=True, audio_out_enabled=True, add_wav_header=False, serializer=serializer,
+            audio_in_filter=noise_filter, allowed_origins=[],
+        ),
+        caller_audio=CallerAudio(vad, noise_filter, recorder, settings.worker_quiet_audio_chunk_s),
+        recorder=recorder,
+    )
+    context = _context(setup, services, tools.register(services.llm))
+    aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings, vad, playback))
     pipeline = Pipeline([
         transport.input(),
         StreamEventsProcessor(events),
         services.stt,
         aggregators.user(),
-        CallerAudioShortcut(recorder),
+        CallerAudioSink(),
         services.llm,
         SpeechIntentTap(tracker),
         services.tts,
@@ -115,8 +125,7 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         # Turn tracking is an observer fed every frame (a queue put and a task wake-up per 20 ms frame);
         # only tracing reads it.
         enable_turn_tracking=telemetry.tracing_active(),
-        idle_timeout_secs=settings.worker_pipeline_idle_timeout_s,
-        cancel_runner_on_idle_timeout=False,
+        idle_timeout_secs=None,  # the call session's ActivityWatchdog (watchdog.py), without a per-frame observer
         enable_tracing=telemetry.tracing_active(),
         conversation_id=setup.call_sid,
         additional_span_attributes=setup.span_attributes(settings.worker_id),
@@ -139,12 +148,11 @@ def _context(setup: CallSetup, services: ProviderServices, tools: list[FunctionS
             else LLMContext(messages=messages))
 
 
-def _user_params(setup: CallSetup, settings: WorkerSettings, playback: PlaybackClock | None) -> LLMUserAggregatorParams:
-    vad = build_vad(settings.worker_vad_start_secs, settings.worker_vad_stop_secs,
-                    settings.worker_vad_confidence, settings.worker_vad_min_volume)
+def _user_params(setup: CallSetup, settings: WorkerSettings, vad: BatchedSileroVAD,
+                 playback: PlaybackClock | None) -> LLMUserAggregatorParams:
+    """`vad`: run by the call's CallerAudio, which sends its events down the pipeline (no VAD here)."""
     bot_audible = (lambda: playback.remaining_s() > 0) if playback is not None else (lambda: False)
     return LLMUserAggregatorParams(
-        vad_analyzer=vad,
         user_turn_strategies=build_turn_strategies(setup.profile, settings.worker_speech_timeout_s, vad, bot_audible,
                                                    settings.worker_barge_in_min_speech_s),
         # A callee answers with "hello?" while the greeting starts: on outbound calls the

@@ -18,7 +18,6 @@ from pipecat.frames.frames import (
     TTSTextFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.text.base_text_aggregator import TextType
 
@@ -123,24 +122,15 @@ class SpeechMonitor(FrameProcessor):
             self._events.on_metrics(frame)
 
 
-class CallerAudioShortcut(FrameProcessor):
+class CallerAudioSink(FrameProcessor):
     """Right after the user aggregator (the last processor that reads the caller's audio): the caller's
-    20 ms frames stop here instead of crossing the seven processors behind it (LLM, speech taps, TTS,
-    output transport, assistant aggregator) only to reach the recorder at the end. With 50 frames per
-    second per call those hops were ~20 % of the worker's event-loop time at 20 calls (py-spy:
-    FrameProcessor push/queue/observer plumbing). The recorder gets each frame directly, through the
-    same method its own process_frame would call, so the stereo recording is unchanged.
-    """
+    frames end here instead of crossing the LLM, speech taps, TTS, output transport and assistant
+    aggregator for nothing. The recorder got them before the pipeline (caller_audio.py)."""
 
-    def __init__(self, recorder: AudioBufferProcessor | None) -> None:
-        super().__init__(name="caller-audio-shortcut")
-        self._recorder = recorder
+    def __init__(self) -> None:
+        super().__init__(name="caller-audio-sink")
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        if isinstance(frame, InputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
-            recorder = self._recorder
-            if recorder is not None and recorder._recording:  # pipecat's private state, pinned 1.14
-                await recorder._process_recording(frame)
-            return
-        await self.push_frame(frame, direction)
+        if not (isinstance(frame, InputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM):
+            await self.push_frame(frame, direction)

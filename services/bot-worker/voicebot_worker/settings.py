@@ -50,7 +50,11 @@ class WorkerSettings(CommonSettings):
                                          description="Smoothed loudness a frame needs to count as speech.")
     worker_speech_timeout_s: float = Field(0.4, ge=0,
                                            description="speech_timeout turn detection: pause that ends a turn.")
-    worker_pipeline_idle_timeout_s: float = Field(300.0, gt=0, description="Cancel a pipeline with no activity.")
+    worker_quiet_audio_chunk_s: float = Field(
+        0.2, gt=0, le=1, description="While the VAD hears no voice, the caller's audio goes down the pipeline in "
+        "frames this long instead of 20 ms ones (the STT still gets every sample).")
+    worker_pipeline_idle_timeout_s: float = Field(
+        300.0, gt=0, description="End a call with no bot audio, caller speech or mark echo for this long.")
     # local providers (read by providers.local; empty = its own default / environment)
     models_dir: str = Field("", description="Local model weights (whisper, piper); default ~/.cache/voicebot/models.")
     worker_llm_base_url: str = Field("",

@@ -68,6 +68,23 @@ class SileroBatcher:
             loop.call_later(TICK_S, self._flush)
         return future
 
+    def score_now(self, items: list[tuple[CallVADState, np.ndarray]], sample_rate: int) -> list[float]:
+        """Score windows now, a call's windows in the order given (one ONNX run per pass, a call once per
+        pass: its state is recurrent)."""
+        scores: list[float] = [0.0] * len(items)
+        pending = list(range(len(items)))
+        while pending:
+            seen: set[int] = set()
+            batch, later = [], []
+            for index in pending:
+                (later if id(items[index][0]) in seen else batch).append(index)
+                seen.add(id(items[index][0]))
+            out = self._run([(items[i][0], items[i][1], None) for i in batch], sample_rate)
+            for row, index in enumerate(batch):
+                scores[index] = float(out[row])
+            pending = later
+        return scores
+
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, {}
@@ -83,7 +100,7 @@ class SileroBatcher:
                 if not future.done():
                     future.set_result(float(confidence))
 
-    def _run(self, items: list[tuple[CallVADState, np.ndarray, asyncio.Future[float]]],
+    def _run(self, items: list[tuple[CallVADState, np.ndarray, asyncio.Future[float] | None]],
              sample_rate: int) -> np.ndarray:
         context = items[0][0].context_size
         x = np.concatenate([np.concatenate((call.context, window[None, :]), axis=1) for call, window, _ in items])
@@ -126,18 +143,41 @@ class BatchedSileroVAD(SileroVADAnalyzer):
         self._model = CallVADState(_RATE_SAMPLES[self.sample_rate][1])  # type: ignore[assignment]
 
     async def analyze_audio(self, buffer: bytes) -> VADState:
+        scores = [await _BATCHER.score(self._model, window, self.sample_rate)  # type: ignore[arg-type]
+                  for window in self.windows(buffer)]
+        return self.state_after(buffer, scores)
+
+    def windows(self, buffer: bytes) -> list[np.ndarray]:
+        """The model windows `buffer` completes, to be scored in order (the state machine cuts the same)."""
+        return self.windows_per_frame([buffer])[0]
+
+    def windows_per_frame(self, buffers: list[bytes]) -> list[list[np.ndarray]]:
+        """For frames analysed one after the other, the windows each completes."""
         need = self._vad_frames_num_bytes
-        available = len(self._vad_buffer) + len(buffer)
-        if available >= need:
-            joined = self._vad_buffer + buffer
-            for start in range(0, available - need + 1, need):
+        joined = self._vad_buffer + b"".join(buffers)
+        result, start, end = [], 0, len(self._vad_buffer)
+        for buffer in buffers:
+            end += len(buffer)
+            frame_windows = []
+            while start + need <= end:
                 window = np.frombuffer(joined, dtype=np.int16, count=need // 2, offset=start).astype(np.float32)
                 window *= 1.0 / 32768.0
-                self._scores.append(await _BATCHER.score(self._model, window, self.sample_rate))  # type: ignore[arg-type]
-        state = self._run_analyzer(buffer)  # pipecat's state machine; it takes the scores above in order
+                frame_windows.append(window)
+                start += need
+            result.append(frame_windows)
+        return result
+
+    def state_after(self, buffer: bytes, scores: list[float]) -> VADState:
+        """pipecat's state machine on `buffer`, taking the scores of its windows in order."""
+        self._scores.extend(scores)
+        state = self._run_analyzer(buffer)
         if state == VADState.QUIET:
             self.voiced_s = 0.0
         return state
+
+    @property
+    def call_state(self) -> CallVADState:
+        return self._model  # type: ignore[return-value]
 
     def voice_confidence(self, buffer: bytes) -> float:
         confidence = self._scores.popleft() if self._scores else 0.0

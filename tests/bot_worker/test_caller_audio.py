@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
@@ -16,7 +18,7 @@ from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 
 from voicebot_core.audio import mulaw_to_pcm16, pcm16_to_mulaw
 from voicebot_simulation.formant_voice import synthesize
-from voicebot_worker.caller_audio import CallerAudio, CallerAudioTick
+from voicebot_worker.caller_audio import CallerAudio, CallerAudioTick, tick
 from voicebot_worker.noise import PhoneNoiseFilter
 from voicebot_worker.vad import BatchedSileroVAD
 
@@ -150,3 +152,11 @@ async def test_while_the_aggregator_mutes_the_caller_no_vad_runs_and_frames_go_o
     caller.observe(UserMuteStoppedFrame())
     out = await feed(caller, frames_of(np.concatenate([speech, line(0.6)])))
     assert [type(f) for f in out].count(VADUserStartedSpeakingFrame) == 1
+
+
+def test_each_event_loop_has_its_own_tick():
+    async def mine():
+        return tick()
+
+    first, second = asyncio.run(mine()), asyncio.run(mine())
+    assert first is not second  # a tick's task and the pipelines it feeds live on one loop

@@ -25,6 +25,7 @@ per call:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -208,11 +209,16 @@ def _vad_all(work: list[tuple[CallerAudio, list[InputAudioRawFrame]]]) -> list[l
     return states
 
 
-_TICK = CallerAudioTick()
+_TICKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CallerAudioTick] = weakref.WeakKeyDictionary()
 
 
 def tick() -> CallerAudioTick:
-    return _TICK
+    """The running event loop's tick: one per loop, as its task and the pipelines it pushes into belong
+    to that loop (a worker has one; a test process may run several workers, each on its own loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _TICKS:
+        _TICKS[loop] = CallerAudioTick()
+    return _TICKS[loop]
 
 
 class CallerAudioInputTransport(FastAPIWebsocketInputTransport):
@@ -224,6 +230,7 @@ class CallerAudioInputTransport(FastAPIWebsocketInputTransport):
         self.caller_audio = caller_audio
         caller_audio.push = self.push_frame
         self._listening = False
+        self._tick: CallerAudioTick | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if direction == FrameDirection.UPSTREAM:
@@ -231,17 +238,19 @@ class CallerAudioInputTransport(FastAPIWebsocketInputTransport):
         await super().process_frame(frame, direction)
 
     async def push_audio_frame(self, frame: InputAudioRawFrame) -> None:
-        if self._listening and not self._paused:
+        if self._listening and not self._paused and self._tick is not None:
             self.caller_audio.inbox.append(frame)
-            _TICK.wake()
+            self._tick.wake()
 
     # pipecat creates and cancels its audio task on start, pause, stop and cancel: here they say whether
     # this call's frames go to the tick.
     def _create_audio_task(self) -> None:
         if self._params.audio_in_enabled:
             self._listening = True
-            _TICK.add(self.caller_audio)
+            self._tick = tick()
+            self._tick.add(self.caller_audio)
 
     async def _cancel_audio_task(self) -> None:
         self._listening = False
-        _TICK.discard(self.caller_audio)
+        if self._tick is not None:
+            self._tick.discard(self.caller_audio)

@@ -14,7 +14,12 @@ said and when, what it heard and when, each `clear` it received.
                          Smart Turn's fallback)
     barge-in clear       the caller's first syllable over the bot -> `clear` at the phone (p50/p95)
     audio after clear    bot audio heard after that `clear` while the caller still speaks (max)
-    false interruptions  a `clear` within 1 s of a backchannel or noise burst under 0.3 s
+    barge-in silent      the caller's first syllable over the bot -> the last bot audio the phone played
+                         before the caller finished (p50/p95)
+    false interruptions  a backchannel or noise burst under 0.3 s after which the bot's reply did not
+                         go on (no bot audio within 1.5 s of its end)
+    backchannel pause    the bot pauses at the caller's voice (barge_in_pause.py): the longest gap in
+                         bot audio around each backchannel (p50/p95), and how many paused at all
     greeting             stream connected -> first greeting audio, the worker's first call and later ones
     offline v2v          (--offline) the local models (whisper, Qwen2.5 1.5B, hibari): end of caller
                          speech -> first bot audio, p50/p95, on the demo's script
@@ -49,7 +54,7 @@ from voicebot_devstack.turns import audio_heard_between, percentile, turn_latenc
 
 MODELS_DIR = Path(os.environ.get("VOICEBOT_MODELS_DIR", Path.home() / ".cache" / "voicebot" / "models"))
 FALLBACK_S = 2.5  # a reply slower than this on a clear ending waited for Smart Turn's 3 s fallback
-BACKCHANNEL_WINDOW_S = 1.0  # a clear this soon after a backchannel started was caused by it
+RESUME_WINDOW_S = 1.5  # a reply that does not go on this soon after a backchannel was interrupted by it
 
 
 @dataclass
@@ -62,9 +67,12 @@ class Figures:
     unanswered: int = 0
     barge_clears: list[float] = field(default_factory=list)
     barge_missed: int = 0
+    barge_silent: list[float] = field(default_factory=list)
     audio_after_clear: list[float] = field(default_factory=list)
     false_interruptions: int = 0
     backchannels: int = 0
+    backchannel_gaps: list[float] = field(default_factory=list)
+    backchannel_paused: int = 0
     greeting_cold: list[float] = field(default_factory=list)
     greeting_warm: list[float] = field(default_factory=list)
 
@@ -117,6 +125,9 @@ def score(corpus: Corpus, reports: dict[str, dict[str, Any]], figures: Figures) 
             figures.barge_missed += 1
             continue
         figures.barge_clears.append(clear - said["start"])
+        last = max((min(seg["end"], said["end"]) for seg in report["heard"] if seg["start"] < said["end"]),
+                   default=said["start"])
+        figures.barge_silent.append(max(0.0, last - said["start"]))
         figures.audio_after_clear.append(audio_heard_between(report["heard"], clear, said["end"]))
     labels = {item.label for item in corpus.backchannels}
     for call in {item.call for item in corpus.backchannels}:
@@ -125,8 +136,26 @@ def score(corpus: Corpus, reports: dict[str, dict[str, Any]], figures: Figures) 
             if said.get("text") not in labels and said.get("play") not in labels:
                 continue
             figures.backchannels += 1
-            if any(said["start"] - 0.05 <= t <= said["start"] + BACKCHANNEL_WINDOW_S for t in report["clears"]):
+            heard = sorted(report["heard"], key=lambda seg: seg["start"])
+            if not any(seg["end"] > said["end"] and seg["start"] < said["end"] + RESUME_WINDOW_S for seg in heard):
                 figures.false_interruptions += 1
+                continue
+            gap = _longest_gap(heard, said["start"], said["end"] + RESUME_WINDOW_S)
+            figures.backchannel_gaps.append(gap)
+            figures.backchannel_paused += any(said["start"] - 0.05 <= t <= said["end"] + 0.5 for t in report["clears"])
+
+
+def _longest_gap(heard: list[dict[str, float]], since: float, until: float) -> float:
+    """The longest stretch of (since, until) with no bot audio playing, among sorted heard segments."""
+    longest, at = 0.0, since
+    for seg in heard:
+        if seg["end"] <= at:
+            continue
+        if seg["start"] >= until:
+            break
+        longest = max(longest, seg["start"] - at)
+        at = seg["end"]
+    return round(max(longest, until - at if at < until else 0.0), 3)
 
 
 def run_corpus(rounds: int, run_dir: Path) -> Figures:
@@ -205,7 +234,12 @@ def main() -> int:
     with_any = sum(1 for a in figures.audio_after_clear if a > 0)
     print(f"  bot audio after clear                  max {after * 1000:.0f} ms, "
           f"{with_any} of {len(figures.audio_after_clear)} barge-ins with any")
+    print(f"  barge-in -> bot silent at the phone    p50 {ms(figures.barge_silent, 50)} ms, "
+          f"p95 {ms(figures.barge_silent, 95)} ms")
     print(f"  false interruptions (backchannel/noise) {figures.false_interruptions} of {figures.backchannels}")
+    print(f"  pause in the reply at a backchannel    p50 {ms(figures.backchannel_gaps, 50)} ms, "
+          f"p95 {ms(figures.backchannel_gaps, 95)} ms   ({figures.backchannel_paused} of "
+          f"{len(figures.backchannel_gaps)} paused with a `clear`)")
     print(f"  greeting after stream start            first call {ms(figures.greeting_cold, 50)} ms, "
           f"later calls p50 {ms(figures.greeting_warm, 50)} ms, p95 {ms(figures.greeting_warm, 95)} ms")
     if args.offline:

@@ -98,6 +98,9 @@ class RecordingEvents:
     def on_clear_sent(self) -> None:
         self.events.append(("clear", None))
 
+    def on_output_paused(self, held_marks: list[str]) -> None:
+        self.events.append(("paused", held_marks))
+
     def on_protocol_error(self, reason: str) -> None:
         self.events.append(("error", reason))
 

@@ -152,3 +152,36 @@ def test_a_chunk_whose_mark_never_went_out_is_dropped_at_the_clear():
     assert [c.state for c in utterance.chunks] == ["played", "pending", "dropped"]
     tracker.mark_echoed(sent)  # Twilio returns the sent one on `clear`
     assert utterance.resolved and utterance.heard == "One."
+
+
+def test_a_held_mark_echoed_by_the_pause_clear_is_not_heard_until_sent_again_and_echoed():
+    tracker = MarkTracker()
+    tracker.add_intent("We open at nine. We close at six.", complete=True)
+    first, second = speak(tracker, "ctx-1", ["We open at nine.", "We close at six."])
+    tracker.utterance_finished("ctx-1")
+    tracker.mark_sent(first, 1.0)
+    tracker.mark_sent(second, 2.0)
+    tracker.mark_echoed(first)
+    tracker.hold([second])  # a backchannel paused the bot: its audio was taken back from the phone
+    tracker.mark_echoed(second)  # Twilio returns it for the pause's `clear`
+    [utterance] = tracker.utterances
+    assert utterance.chunks[1].state == "pending" and not utterance.resolved
+    tracker.mark_sent(second, 3.0)  # sent again on resume
+    tracker.mark_echoed(second)  # played this time
+    assert utterance.resolved and not utterance.interrupted
+    assert utterance.record()["heard"] == "We open at nine. We close at six."
+
+
+def test_a_held_mark_is_unheard_when_the_pause_ends_in_an_interruption():
+    tracker = MarkTracker()
+    tracker.add_intent("We open at nine. We close at six.", complete=True)
+    first, second = speak(tracker, "ctx-1", ["We open at nine.", "We close at six."])
+    tracker.mark_sent(first, 1.0)
+    tracker.mark_sent(second, 2.0)
+    tracker.mark_echoed(first)
+    tracker.hold([second])
+    tracker.mark_echoed(second)  # the pause's `clear`
+    assert tracker.clear_sent() is True  # then the caller's speech became a turn
+    [utterance] = tracker.utterances
+    assert utterance.chunks[1].state == "dropped" and utterance.resolved
+    assert utterance.record()["heard"] == "We open at nine." and utterance.interrupted

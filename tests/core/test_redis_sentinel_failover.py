@@ -39,8 +39,8 @@ def topology(tmp_path: Path) -> Iterator[SentinelSet]:
 
 def settings_for(topology: SentinelSet, **extra: str) -> CommonSettings:
     env = {k.removeprefix("VOICEBOT_").lower(): v for k, v in topology.env().items()}
-    return CommonSettings(dev_mode=True, redis_prefix=PREFIX, dialer_broker_prefix=f"{PREFIX}:celery:",
-                          redis_failover_retry_s="20", **env, **extra)
+    return CommonSettings(**{"dev_mode": True, "redis_prefix": PREFIX, "dialer_broker_prefix": f"{PREFIX}:celery:",
+                             "redis_failover_retry_s": "20", **env, **extra})
 
 
 async def test_mid_call_writes_survive_a_primary_kill(topology: SentinelSet) -> None:
@@ -179,3 +179,34 @@ def test_a_redis_that_refuses_role_gets_no_wait_and_the_write_stands(tmp_path: P
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_a_connection_its_retry_closed_reconnects_to_the_promoted_primary(topology: SentinelSet) -> None:
+    """A command's retry closes the connection and sends again on it: the reconnect must ask the
+    Sentinels, not retry the dead primary's address until the budget runs out."""
+    settings = settings_for(topology, redis_failover_retry_s="3")
+    client = connect(settings.redis_target)
+    assert await client.ping()
+    connection = await client.connection_pool.get_connection()
+    old = await asyncio.to_thread(topology.kill_primary)
+    new = await asyncio.to_thread(topology.wait_failover, old)
+    await connection.disconnect()
+    await connection.send_command("PING")  # reconnects inside send, as a retried command does
+    assert await connection.read_response() == "PONG"
+    assert connection.port == new
+    await client.connection_pool.release(connection)
+    await client.aclose()
+
+
+def test_a_sync_connection_its_retry_closed_reconnects_to_the_promoted_primary(topology: SentinelSet) -> None:
+    settings = settings_for(topology, redis_failover_retry_s="3")
+    client = connect_sync(settings.redis_target)
+    assert client.ping()
+    connection = client.connection_pool.get_connection()
+    old = topology.kill_primary()
+    new = topology.wait_failover(old)
+    connection.disconnect()
+    connection.send_command("PING")
+    assert connection.read_response() == "PONG"
+    assert connection.port == new
+    client.connection_pool.release(connection)

@@ -34,11 +34,16 @@ class Received:
 class PeerLog:
     messages: list[Received] = field(default_factory=list)
     echoed_marks: list[tuple[float, str]] = field(default_factory=list)
+    played: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each bot media chunk as played
     close_code: int | None = None
     close_reason: str = ""
 
     def events(self, name: str) -> list[Received]:
         return [r for r in self.messages if r.message.get("event") == name]
+
+    def played_s(self, since: float, until: float = float("inf")) -> float:
+        """Seconds of bot audio played (not dropped by a `clear`) between `since` and `until`."""
+        return sum(max(0.0, min(end, until) - max(start, since)) for start, end in self.played)
 
 
 class TwilioPeer:
@@ -145,11 +150,14 @@ class TwilioPeer:
                 event = message.get("event")
                 if event == "media":
                     seconds = len(base64.b64decode(message["media"]["payload"])) / 8000
-                    self._play_end = max(self._play_end, now + self.playout_delay_s) + seconds
+                    starts = max(self._play_end, now + self.playout_delay_s)
+                    self._play_end = starts + seconds
+                    self.log.played.append((starts, self._play_end))
                 elif event == "mark":
                     self._pending_marks.append((max(self._play_end, now), message["mark"]["name"]))
                 elif event == "clear":
                     self._play_end = now
+                    self.log.played = [(start, min(end, now)) for start, end in self.log.played if start < now]
                     pending, self._pending_marks = self._pending_marks, []
                     for _, name in pending:
                         await self._echo(name)

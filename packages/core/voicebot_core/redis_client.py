@@ -104,6 +104,46 @@ def _sentinel_kwargs(target: RedisTarget) -> dict[str, Any]:
     return kwargs
 
 
+class _AsyncPrimaryConnection(aiosentinel.SentinelManagedConnection):
+    """A reconnect asks the Sentinels for the primary. redis-py's Sentinel connection does so only in
+    `connect()`; a command sent on a connection its retry closed reconnects through
+    `connect_check_health`, which retries the address it had: the dead primary, for the whole budget."""
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self.is_connected:
+            return
+        if retry_socket_connect:  # not from connect_to(): a reconnect
+            await self.connect()
+            return
+        await super().connect_check_health(check_health=check_health, retry_socket_connect=False)
+
+
+class _AsyncPrimarySSLConnection(_AsyncPrimaryConnection, aiosentinel.SentinelManagedSSLConnection):
+    pass
+
+
+class _PrimaryConnection(redis.sentinel.SentinelManagedConnection):
+    """`_AsyncPrimaryConnection` for the sync client."""
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock:
+            return
+        if retry_socket_connect:
+            self.connect()
+            return
+        super().connect_check_health(check_health=check_health, retry_socket_connect=False)
+
+
+class _PrimarySSLConnection(_PrimaryConnection, redis.sentinel.SentinelManagedSSLConnection):
+    pass
+
+
+def _with_connection_class(kwargs: dict[str, Any], plain: type, tls: type) -> dict[str, Any]:
+    kwargs = dict(kwargs)
+    kwargs["connection_class"] = tls if kwargs.pop("ssl", False) else plain
+    return kwargs
+
+
 class _BlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
     """The primary's pool that waits for a free connection instead of raising (the gateway's)."""
 
@@ -130,8 +170,9 @@ def connect(target: str | RedisTarget, max_connections: int | None = None,
     if max_connections is not None:
         pool = {"connection_pool_class": _BlockingSentinelPool, "max_connections": max_connections,
                 "timeout": pool_timeout}
+    master = _with_connection_class(_master_kwargs(target), _AsyncPrimaryConnection, _AsyncPrimarySSLConnection)
     return sentinel.master_for(target.master, retry=AsyncDeadlineRetry(target.retry_s),
-                               socket_connect_timeout=CONNECT_TIMEOUT_S, **common, **_master_kwargs(target), **pool)
+                               socket_connect_timeout=CONNECT_TIMEOUT_S, **common, **master, **pool)
 
 
 def connect_sync(target: str | RedisTarget) -> redis.Redis:
@@ -141,8 +182,9 @@ def connect_sync(target: str | RedisTarget) -> redis.Redis:
     if not target.sentinels:
         return redis.Redis.from_url(target.url, **common)
     sentinel = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(target))
+    master = _with_connection_class(_master_kwargs(target), _PrimaryConnection, _PrimarySSLConnection)
     return sentinel.master_for(target.master, retry=DeadlineRetry(target.retry_s),
-                               socket_connect_timeout=CONNECT_TIMEOUT_S, **common, **_master_kwargs(target))
+                               socket_connect_timeout=CONNECT_TIMEOUT_S, **common, **master)
 
 
 class ReplicaAck:

@@ -192,6 +192,12 @@ class CallSession(CallEvents):
             metrics.INTERRUPTIONS.inc()
             log.info("barge-in: bot speech cleared", extra={"call_sid": self.call_sid})
 
+    def on_output_paused(self, held_marks: list[str]) -> None:
+        """The output paused for caller speech over the bot and took back what the phone had not played;
+        what it re-sends on resume is counted again."""
+        self.playback.on_clear()
+        self.tracker.hold(held_marks)
+
     def on_protocol_error(self, reason: str) -> None:
         log.warning("malformed frame from the gateway, closing the stream: %s", reason,
                     extra={"call_sid": self.call_sid})

@@ -63,6 +63,7 @@ class CallerAudio:
         self._quiet_chunk_s = quiet_chunk_s
         self.inbox: list[InputAudioRawFrame] = []
         self.push: Callable[[Frame], Awaitable[None]] | None = None  # set by the input transport
+        self.on_voice_start: Callable[[], object] = lambda: None  # the output's barge-in pause
         self._reported = VADState.QUIET  # the last state the pipeline was told of: QUIET or SPEAKING
         self._held: list[bytes] = []
         self._held_bytes = 0
@@ -96,6 +97,7 @@ class CallerAudio:
         # and a UserSpeakingFrame every SPEECH_ACTIVITY_PERIOD_S of speech (its clock: here the audio's)
         if state == VADState.SPEAKING and reported != VADState.SPEAKING:
             self._reported, self._speaking_s = state, 0.0
+            self.on_voice_start()  # before the event goes down: the bot is silent by the time it is judged
             out.append(VADUserStartedSpeakingFrame(start_secs=self.vad.params.start_secs))
         elif state == VADState.QUIET:
             self._reported = state

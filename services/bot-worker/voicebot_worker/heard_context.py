@@ -1,8 +1,8 @@
 """The LLM context holds what the caller heard of an interrupted reply, not what the bot meant to say.
 
-pipecat's assistant aggregator adds an interrupted reply with the text whose audio was *sent*; the
-output sends at twice real time and Twilio buffers the rest, so that text runs seconds past what
-played before the `clear`. The mark tracker (marks.py) knows what played, from the echoed marks.
+pipecat's assistant aggregator adds an interrupted reply with the text of the sentences that went
+through the output, which can run past what played before the `clear` (the audio the phone held,
+or a sentence written ahead of its audio). The mark tracker (marks.py) knows what played, from the echoed marks.
 Once an interrupted utterance is resolved (every mark accounted for), its assistant message is
 rewritten to the heard part, so the next LLM turn does not assume the caller heard the rest.
 

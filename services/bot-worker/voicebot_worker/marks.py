@@ -107,6 +107,7 @@ class MarkTracker:
         self._by_key: dict[str, BotUtterance] = {}
         self._by_mark: dict[str, tuple[BotUtterance, Chunk]] = {}
         self._dropped_marks: set[str] = set()  # pending when `clear` went out
+        self._held: set[str] = set()  # taken back from the phone by a barge-in pause, not sent again yet
         self._counter = itertools.count(1)
         self._current: BotUtterance | None = None
         self._unclaimed_latency_ms: int | None = None  # an answer's latency before its utterance: `answered`
@@ -158,6 +159,7 @@ class MarkTracker:
 
     def mark_sent(self, name: str, expected_end: float) -> None:
         """The mark left for the caller; the audio before it should finish at `expected_end`."""
+        self._held.discard(name)
         found = self._by_mark.get(name)
         if found is not None:
             found[1].expected_end = expected_end
@@ -166,6 +168,16 @@ class MarkTracker:
         utterance = self._by_key.get(key) if key else self._current
         if utterance is not None:
             self._close(utterance)
+
+    def hold(self, names: list[str]) -> None:
+        """A barge-in pause (barge_in_pause.py) took these marks' audio back from the phone, to send it
+        again if the caller's speech was a backchannel. Twilio echoes them for the pause's `clear`: until
+        they are sent again, an echo says nothing, and a `clear` counts them unheard."""
+        for name in names:
+            found = self._by_mark.get(name)
+            if found is not None and found[1].state == "pending":
+                found[1].expected_end = None
+                self._held.add(name)
 
     def clear_sent(self) -> bool:
         """We sent `clear`. Returns whether it cut audible bot speech (a barge-in)."""
@@ -186,11 +198,12 @@ class MarkTracker:
                     if chunk.expected_end is None:  # its mark never went out (interruption.py): no echo will come
                         chunk.state = "dropped"
                 self._close(utterance)
+        self._held.clear()
         return cut_any
 
     def mark_echoed(self, name: str) -> BotUtterance | None:
         found = self._by_mark.get(name)
-        if found is None:
+        if found is None or name in self._held:
             return None
         utterance, chunk = found
         if chunk.state == "pending":

@@ -21,6 +21,8 @@ import numpy as np
 from pipecat.audio.filters.base_audio_filter import BaseAudioFilter
 from pipecat.frames.frames import FilterControlFrame, FilterEnableFrame
 
+from voicebot_worker.batching import passes
+
 HOP = 160  # 20 ms at 8 kHz
 OVER_SUBTRACTION = 2.0
 GAIN_FLOOR = 0.1  # -20 dB
@@ -90,17 +92,10 @@ class SpectralGateBank:
         """Filter (slot, hop) pairs, a slot's hops in the order given: one batch per pass, a slot once per
         pass (a call whose frames queued up has several hops here)."""
         outs: list[np.ndarray | None] = [None] * len(items)
-        pending = list(range(len(items)))
-        while pending:
-            seen: set[int] = set()
-            batch, later = [], []
-            for index in pending:
-                (later if items[index][0] in seen else batch).append(index)
-                seen.add(items[index][0])
+        for batch in passes([slot for slot, _ in items]):
             out = self.run(np.array([items[i][0] for i in batch]), np.stack([items[i][1] for i in batch]))
             for row, index in enumerate(batch):
                 outs[index] = out[row]
-            pending = later
         return outs  # type: ignore[return-value]
 
     def run(self, slots: np.ndarray, current: np.ndarray) -> np.ndarray:

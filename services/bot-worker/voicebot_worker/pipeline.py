@@ -37,6 +37,7 @@ from pipecat.turns.user_mute.mute_until_first_bot_complete_user_mute_strategy im
 )
 
 from voicebot_core import metrics, telemetry
+from voicebot_worker.barge_in_pause import OutputPause
 from voicebot_worker.call_setup import CallSetup
 from voicebot_worker.caller_audio import CallerAudio
 from voicebot_worker.events import CallEvents
@@ -99,9 +100,12 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         ),
         caller_audio=CallerAudio(vad, noise_filter, recorder, settings.worker_quiet_audio_chunk_s),
         recorder=recorder,
+        stream_sid=setup.start.stream_sid,
+        on_paused=events.on_output_paused,
     )
     context = _context(setup, services, tools.register(services.llm))
-    aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings, vad, playback))
+    aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings, vad, playback,
+                                                                                   transport.output().pause))
     pipeline = Pipeline([
         transport.input(),
         StreamEventsProcessor(events),
@@ -149,12 +153,15 @@ def _context(setup: CallSetup, services: ProviderServices, tools: list[FunctionS
 
 
 def _user_params(setup: CallSetup, settings: WorkerSettings, vad: BatchedSileroVAD,
-                 playback: PlaybackClock | None) -> LLMUserAggregatorParams:
-    """`vad`: run by the call's CallerAudio, which sends its events down the pipeline (no VAD here)."""
-    bot_audible = (lambda: playback.remaining_s() > 0) if playback is not None else (lambda: False)
+                 playback: PlaybackClock | None, pause: OutputPause) -> LLMUserAggregatorParams:
+    """`vad`: run by the call's CallerAudio, which sends its events down the pipeline (no VAD here).
+    `pause`: the output's barge-in pause; a bot paused for the caller's speech counts as audible."""
+    def bot_audible() -> bool:
+        return pause.paused or (playback is not None and playback.remaining_s() > 0)
+
     return LLMUserAggregatorParams(
         user_turn_strategies=build_turn_strategies(setup.profile, settings.worker_speech_timeout_s, vad, bot_audible,
-                                                   settings.worker_barge_in_min_speech_s),
+                                                   settings.worker_barge_in_min_speech_s, pause.resume_soon),
         # A callee answers with "hello?" while the greeting starts: on outbound calls the
         # greeting plays whole before caller speech counts (no barge-in, no turn).
         user_mute_strategies=(

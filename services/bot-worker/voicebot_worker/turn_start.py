@@ -38,13 +38,16 @@ MIN_BARGE_IN_SPEECH_S = 0.3
 
 class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     def __init__(self, vad: BatchedSileroVAD, *, min_speech_s: float = MIN_BARGE_IN_SPEECH_S,
-                 bot_audible: Callable[[], bool] = lambda: False, **kwargs) -> None:
+                 bot_audible: Callable[[], bool] = lambda: False,
+                 on_backchannel: Callable[[], None] = lambda: None, **kwargs) -> None:
         """`bot_audible`: whether bot audio already sent is still playing at the caller (the output
-        transport reports the bot stopped when it has *sent* the last audio)."""
+        transport reports the bot stopped when it has *sent* the last audio), or paused for this speech;
+        `on_backchannel`: the speech over the bot stopped short of a turn (the paused bot may go on)."""
         super().__init__(**kwargs)
         self._vad = vad
         self._min_speech_s = min_speech_s
         self._bot_audible = bot_audible
+        self._on_backchannel = on_backchannel
         self._bot_speaking = False
         self._burst = False  # caller speech while the bot talks, not (yet) a turn
         self._burst_voiced_s = 0.0
@@ -69,6 +72,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
         elif isinstance(frame, VADUserStoppedSpeakingFrame) and self._burst:
             logger.debug(f"{self}: {self._burst_voiced_s:.2f} s of caller speech over the bot: a backchannel")
             self._burst, self._backchannel = False, True
+            self._on_backchannel()
         elif isinstance(frame, TranscriptionFrame):
             if self._backchannel:
                 self._backchannel = False

@@ -108,14 +108,16 @@ def build_vad(start_secs: float, stop_secs: float, confidence: float, min_volume
 
 def build_turn_strategies(profile: AgentProfile, speech_timeout_s: float, vad: BatchedSileroVAD | None = None,
                           bot_audible: Callable[[], bool] = lambda: False,
-                          barge_in_min_speech_s: float = MIN_BARGE_IN_SPEECH_S) -> UserTurnStrategies:
+                          barge_in_min_speech_s: float = MIN_BARGE_IN_SPEECH_S,
+                          on_backchannel: Callable[[], None] = lambda: None) -> UserTurnStrategies:
     """`vad`: the call's VAD, for the backchannel-proof start strategy (turn_start.py); without it,
     pipecat's default VAD + transcription start strategies."""
     if profile.turn_detection == "speech_timeout":
         stop = SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=speech_timeout_s)
     else:
         stop = WordAwareTurnStopStrategy(turn_analyzer=SharedSmartTurnAnalyzer())
-    start = ([BargeInUserTurnStartStrategy(vad, min_speech_s=barge_in_min_speech_s, bot_audible=bot_audible)]
+    start = ([BargeInUserTurnStartStrategy(vad, min_speech_s=barge_in_min_speech_s, bot_audible=bot_audible,
+                                                on_backchannel=on_backchannel)]
              if vad is not None else None)
     return UserTurnStrategies(start=start, stop=[stop])
 

@@ -21,6 +21,8 @@ import onnxruntime
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADAnalyzer, VADParams, VADState
 
+from voicebot_worker.batching import passes
+
 TICK_S = 0.016  # a window waits at most this long for other calls' windows (half a 32 ms window)
 MAX_BATCH = 64
 _RATE_SAMPLES = {8000: (256, 32), 16000: (512, 64)}  # window, context
@@ -72,17 +74,10 @@ class SileroBatcher:
         """Score windows now, a call's windows in the order given (one ONNX run per pass, a call once per
         pass: its state is recurrent)."""
         scores: list[float] = [0.0] * len(items)
-        pending = list(range(len(items)))
-        while pending:
-            seen: set[int] = set()
-            batch, later = [], []
-            for index in pending:
-                (later if id(items[index][0]) in seen else batch).append(index)
-                seen.add(id(items[index][0]))
+        for batch in passes([id(call) for call, _ in items]):
             out = self._run([(items[i][0], items[i][1], None) for i in batch], sample_rate)
             for row, index in enumerate(batch):
                 scores[index] = float(out[row])
-            pending = later
         return scores
 
     def _flush(self) -> None:

@@ -85,7 +85,7 @@ render-k8s:
 # The images are built and run after the suites (not beside them: the timing-sensitive call tests
 # share the machine's two cores). SKIP_IMAGES=1 leaves them out.
 test: venv deps models-small lint check-deploy check-observability
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=40 $(PYTEST_ARGS)
 	@if [ -z "$(SKIP_IMAGES)" ]; then $(MAKE) --no-print-directory test-images; fi
 
 demo: venv deps models

@@ -105,3 +105,18 @@ async def test_smart_turn_calls_share_one_thread_and_skip_stale_inferences(monke
 async def test_the_callers_frames_end_at_the_sink_and_everything_else_passes():
     audio = InputAudioRawFrame(audio=b"\0\0" * 160, sample_rate=8000, num_channels=1)
     await run_test(CallerAudioSink(), frames_to_send=[audio, TextFrame("hi")], expected_down_frames=[TextFrame])
+
+
+async def test_a_turn_the_silence_fallback_ended_asks_the_shared_thread_nothing(monkeypatch):
+    analyzer = SharedSmartTurnAnalyzer()
+    analyzer._sample_rate = 8000
+    analyzer._stop_ms = 200  # the fallback after 0.2 s of silence, for a short test
+    hops = []
+    monkeypatch.setattr(analyzer, "_segment_unless_stale", lambda *args: hops.append(args) or (None, None))
+    speech, silence = b"\x10\x00" * 160, b"\x00\x00" * 160
+    assert analyzer.append_audio(speech, is_speech=True) == EndOfTurnState.INCOMPLETE
+    states = [analyzer.append_audio(silence, is_speech=False) for _ in range(10)]
+    assert states[-1] == EndOfTurnState.COMPLETE  # 0.2 s of silence: the buffer is cleared
+    await analyzer.analyze_end_of_turn()  # what pipecat's stop strategy then awaits
+    assert hops == []  # no queueing behind other calls' inferences for a verdict already taken
+    await analyzer.cleanup()

@@ -138,3 +138,17 @@ async def test_a_pause_no_verdict_ends_lets_the_bot_go_on_after_its_limit():
     assert pause.pause()
     await asyncio.wait_for(pause.wait(), 1)
     assert phone.written == ["clear", "audio:7"]
+
+
+def test_the_output_writes_until_the_phone_holds_the_lead_then_at_the_pace_of_playback():
+    clock = Clock()
+    log = PlayoutLog(clock)
+    waits = []
+    for index in range(8):  # 40 ms chunks, written as soon as the wait says
+        log.sent(chunk(index))
+        wait_s = log.ahead_of(0.2)
+        waits.append(round(wait_s, 3))
+        clock.now += wait_s
+    assert waits == [0, 0, 0, 0, 0, 0.04, 0.04, 0.04]  # five chunks (0.2 s) at once, then one per 40 ms
+    clock.now += 0.5  # the loop was busy: nothing to wait for, the phone played its lead meanwhile
+    assert log.ahead_of(0.2) == 0

@@ -49,7 +49,7 @@ def test_worker_advertises_its_pod_address_and_drains_in_prestop(render):
     # $(POD_IP) is expanded only when POD_IP is defined earlier in the list.
     assert names.index("POD_IP") < names.index("VOICEBOT_WORKER_ADVERTISE_URL")
     assert env["VOICEBOT_WORKER_ADVERTISE_URL"]["value"] == "ws://$(POD_IP):8090"
-    assert env["VOICEBOT_WORKER_CAPACITY"]["value"] == "8"
+    assert env["VOICEBOT_WORKER_CAPACITY"]["value"] == "16"
     assert int(env["VOICEBOT_WORKER_DRAIN_TIMEOUT_S"]["value"]) <= pod["terminationGracePeriodSeconds"]
     assert env["VOICEBOT_DEEPGRAM_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
     hook = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
@@ -87,8 +87,8 @@ def test_keda_scaledobject_queries_this_releases_workers(render):
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["metadata"]["query"] == (
         'sum(voicebot_active_calls{namespace="voicebot",service="voicebot-bot-worker"})')
-    # targetActiveCallsPerPod unset in that case: 70 % of the default capacity of 8.
-    assert trigger["metadata"]["threshold"] == "5.6"
+    # targetActiveCallsPerPod unset in that case: 70 % of the default capacity of 16.
+    assert trigger["metadata"]["threshold"] == "11.2"
     assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
 
 
@@ -199,9 +199,9 @@ def keda_threshold(docs) -> str:
 
 def test_autoscaler_targets_default_to_70_percent_of_capacity(render):
     hpa, keda = ("--set", "botWorker.autoscaling.enabled=true"), ("--set", "botWorker.keda.enabled=true")
-    # Default capacity 8: 5.6 active calls per pod, as a quantity for the HPA and a decimal for KEDA.
-    assert hpa_target(render(*hpa)) == "5600m"
-    assert keda_threshold(render(*keda)) == "5.6"
+    # Default capacity 16: 11.2 active calls per pod, as a quantity for the HPA and a decimal for KEDA.
+    assert hpa_target(render(*hpa)) == "11200m"
+    assert keda_threshold(render(*keda)) == "11.2"
     for capacity, quantity_text, decimal in ((3, "2100m", "2.1"), (10, "7", "7"), (1, "700m", "0.7")):
         cap = ("--set", f"botWorker.capacity={capacity}")
         assert hpa_target(render(*hpa, *cap)) == quantity_text, capacity

@@ -63,6 +63,10 @@ class PlayoutLog:
     def audible(self) -> bool:
         return self.play_end > self._clock()
 
+    def ahead_of(self, lead_s: float) -> float:
+        """How long to wait before the next write so that the phone holds `lead_s` of audio, not more."""
+        return max(0.0, self.play_end - self._clock() - lead_s)
+
     def take_unplayed(self) -> list[Frame]:
         """What a `clear` sent now drops from the phone's buffer, in order (the chunk playing now
         included, whole); the log then starts empty, as the phone's buffer does."""

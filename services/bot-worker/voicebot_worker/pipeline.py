@@ -102,6 +102,7 @@ def build_pipeline(setup: CallSetup, websocket: WebSocket, settings: WorkerSetti
         recorder=recorder,
         stream_sid=setup.start.stream_sid,
         on_paused=events.on_output_paused,
+        audio_lead_s=settings.worker_audio_lead_s,
     )
     context = _context(setup, services, tools.register(services.llm))
     aggregators = LLMContextAggregatorPair(context, user_params=_user_params(setup, settings, vad, playback,

@@ -43,7 +43,8 @@ class WorkerSettings(CommonSettings):
     worker_vad_start_secs: float = Field(0.08, gt=0, description="Speech needed before a caller turn starts.")
     worker_barge_in_min_speech_s: float = Field(
         0.3, ge=0, description="While the bot is audible, voice needed before the caller's speech interrupts it: "
-        "shorter backchannels ('uh-huh'), coughs and line noise do not; the bot's audio is cleared that much later.")
+        "shorter backchannels ('uh-huh'), coughs and line noise do not. The bot pauses at the voice's start and goes "
+        "on after a backchannel.")
     worker_vad_stop_secs: float = Field(0.2, gt=0, description="Silence needed before a caller turn may end.")
     worker_vad_confidence: float = Field(0.7, gt=0, le=1, description="Silero speech probability threshold.")
     worker_vad_min_volume: float = Field(0.3, ge=0, le=1,
@@ -53,6 +54,9 @@ class WorkerSettings(CommonSettings):
     worker_quiet_audio_chunk_s: float = Field(
         0.2, gt=0, le=1, description="While the VAD hears no voice, the caller's audio goes down the pipeline in "
         "frames this long instead of 20 ms ones (the STT still gets every sample).")
+    worker_audio_lead_s: float = Field(
+        0.2, ge=0, le=2, description="Bot audio is written this far ahead of the caller's playback, so an event "
+        "loop busy with other calls for less than that leaves no gap (a barge-in's `clear` drops it at once).")
     worker_pipeline_idle_timeout_s: float = Field(
         300.0, gt=0, description="End a call with no bot audio, caller speech or mark echo for this long.")
     # local providers (read by providers.local; empty = its own default / environment)

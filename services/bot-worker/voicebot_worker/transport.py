@@ -5,6 +5,7 @@ pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
@@ -31,9 +32,10 @@ class CallOutputTransport(FencedOutputTransport):
     each, for a frame only the recorder reads."""
 
     def __init__(self, *args, recorder: AudioBufferProcessor | None, stream_sid: str,
-                 on_paused: Callable[[list[str]], None], **kwargs) -> None:
+                 on_paused: Callable[[list[str]], None], lead_s: float, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._recorder = recorder
+        self._lead_s = lead_s
         self._stream_sid = stream_sid
         self.playout = PlayoutLog()
         self.pause = OutputPause(self.playout, self._send_pause_clear, self._write_frame, on_paused)
@@ -51,6 +53,13 @@ class CallOutputTransport(FencedOutputTransport):
         if not isinstance(frame, OutputTransportMessageUrgentFrame):  # a mark waits behind its audio
             await self.pause.wait()
         await super().send_message(frame)
+
+    async def _write_audio_sleep(self) -> None:
+        """pipecat writes each chunk when the one before should have played: on an event loop that runs many
+        calls, a chunk late by a few ms is a gap at the phone. Here the phone holds `lead_s` of audio."""
+        wait_s = self.playout.ahead_of(self._lead_s)
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
 
     async def _write_frame(self, frame: Frame) -> bool:
         written = await super()._write_frame(frame)
@@ -83,11 +92,12 @@ class CallOutputTransport(FencedOutputTransport):
 class CallTransport(FastAPIWebsocketTransport):
     def __init__(self, websocket: WebSocket, params: FastAPIWebsocketParams, caller_audio: CallerAudio,
                  recorder: AudioBufferProcessor | None, stream_sid: str,
-                 on_paused: Callable[[list[str]], None]) -> None:
+                 on_paused: Callable[[list[str]], None], audio_lead_s: float) -> None:
         super().__init__(websocket, params)
         # pipecat's private attributes, pinned 1.14: the input and output the base class built are never started
         self._input = CallerAudioInputTransport(self, self._client, self._params, name=self._input_name,
                                                 caller_audio=caller_audio)
         self._output = CallOutputTransport(self, self._client, self._params, name=self._output_name,
-                                           recorder=recorder, stream_sid=stream_sid, on_paused=on_paused)
+                                           recorder=recorder, stream_sid=stream_sid, on_paused=on_paused,
+                                           lead_s=audio_lead_s)
         caller_audio.on_voice_start = self._output.pause.pause

@@ -82,6 +82,10 @@ class SharedSmartTurnAnalyzer(LocalSmartTurnAnalyzerV3):
         return smart_turn_executor()
 
     async def analyze_end_of_turn(self) -> tuple[EndOfTurnState, MetricsData | None]:
+        if not self._audio_buffer:
+            # The silence fallback (stop_secs) ended the turn and cleared the audio: nothing to infer. The hop
+            # to the shared thread would only queue this turn's end behind other calls' inferences.
+            return EndOfTurnState.INCOMPLETE, None
         loop = asyncio.get_running_loop()
         state, result = await loop.run_in_executor(self._model_executor, self._segment_unless_stale,
                                                    self._audio_buffer, time.monotonic())

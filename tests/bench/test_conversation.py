@@ -51,16 +51,23 @@ def test_a_barge_in_counts_its_clear_and_the_bot_audio_heard_after_it(corpus):
     assert figures.barge_clears == pytest.approx([0.2])
     assert figures.audio_after_clear == pytest.approx([0.28])  # 10.22 (the tick after) -> 10.5: the cut reply
     assert figures.barge_missed == 1
+    assert figures.barge_silent == pytest.approx([0.5])  # the last bot audio before the caller finished: 10.5
 
 
-def test_a_clear_right_after_a_backchannel_or_a_noise_burst_is_a_false_interruption(corpus):
-    backchannel = _report([(BACKCHANNELS[0], 5.0, 5.3), (BACKCHANNELS[1], 20.0, 20.3)], clears=[5.4, 40.1])
+def test_a_backchannel_after_which_the_reply_does_not_go_on_is_a_false_interruption(corpus):
+    # "uh-huh" at 5.0: the bot pauses (a clear at 5.2) and goes on at 5.8; "okay" at 20.0: the reply
+    # never comes back; a noise burst at 40.0 under a reply that plays on, no clear
+    backchannel = _report([(BACKCHANNELS[0], 5.0, 5.3), (BACKCHANNELS[1], 20.0, 20.3)],
+                          heard=[(4.0, 5.1), (5.8, 9.0), (18.0, 20.1), (30.0, 31.0), (38.0, 45.0)],
+                          clears=[5.2, 20.1])
     sound = next(item.label for item in corpus.backchannels if item.label.endswith(".wav"))
     backchannel["said"].append({"play": sound, "start": 40.0, "end": 40.2})
     figures = conversation.Figures()
     conversation.score(corpus, {"backchannel": backchannel, "complete": _empty(), "paused": _empty(),
                                 "barge": _empty()}, figures)
-    assert (figures.false_interruptions, figures.backchannels) == (2, 3)
+    assert (figures.false_interruptions, figures.backchannels) == (1, 3)
+    assert figures.backchannel_gaps == pytest.approx([0.7, 0.0])  # 5.1 -> 5.8; none under the noise
+    assert figures.backchannel_paused == 1
 
 
 def test_greeting_latency_runs_from_the_stream_connecting_to_the_first_bot_audio():

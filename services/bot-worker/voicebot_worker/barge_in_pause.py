@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from loguru import logger
 from pipecat.frames.frames import Frame, OutputAudioRawFrame, OutputTransportMessageFrame
 
-RESUME_GRACE_S = 0.25  # silence after a short burst before the bot goes on
+RESUME_GRACE_S = 0.5  # silence after a short burst before the bot goes on: "wait, ..." pauses that long
 MAX_PAUSE_S = 2.0  # a pause no verdict ended (the turn strategies were not asked): the bot goes on
 
 

@@ -24,7 +24,7 @@ said and when, what it heard and when, each `clear` it received.
     offline v2v          (--offline) the local models (whisper, Qwen2.5 1.5B, hibari): end of caller
                          speech -> first bot audio, p50/p95, on the demo's script
 
-    python bench/conversation.py [--rounds 2] [--offline] [--offline-calls 2]
+    python bench/conversation.py [--rounds 2] [--offline | --offline-only] [--offline-calls 2]
 """
 
 from __future__ import annotations
@@ -220,7 +220,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="times the corpus is played")
     parser.add_argument("--offline", action="store_true", help="also the local models' voice-to-voice")
     parser.add_argument("--offline-calls", type=int, default=2)
+    parser.add_argument("--offline-only", action="store_true", help="only the local models' voice-to-voice")
     args = parser.parse_args()
+    if args.offline_only:
+        print_offline(args.offline_calls)
+        return 0
     figures = run_corpus(args.rounds, ROOT / "run" / "bench-conversation")
     print(f"\nconversation quality, shipped turn path (Smart Turn v3 + noise filter) on fake providers "
           f"(STT 100 / LLM 200 / TTS 100 ms), {os.cpu_count()} cores, corpus played {args.rounds}x")
@@ -243,10 +247,14 @@ def main() -> int:
     print(f"  greeting after stream start            first call {ms(figures.greeting_cold, 50)} ms, "
           f"later calls p50 {ms(figures.greeting_warm, 50)} ms, p95 {ms(figures.greeting_warm, 95)} ms")
     if args.offline:
-        latencies = run_offline(args.offline_calls, ROOT / "run" / "bench-conversation-offline")
-        print(f"  offline voice-to-voice (local models)  p50 {ms(latencies, 50)} ms, p95 {ms(latencies, 95)} ms "
-              f"over {len(latencies)} turns")
+        print_offline(args.offline_calls)
     return 0
+
+
+def print_offline(calls: int) -> None:
+    latencies = run_offline(calls, ROOT / "run" / "bench-conversation-offline")
+    print(f"  offline voice-to-voice (local models)  p50 {ms(latencies, 50)} ms, p95 {ms(latencies, 95)} ms "
+          f"over {len(latencies)} turns: {', '.join(f'{s * 1000:.0f}' for s in latencies)} ms")
 
 
 if __name__ == "__main__":

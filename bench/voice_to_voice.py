@@ -5,11 +5,11 @@ For each caller turn: a neural caller voice (Piper) says a line, it goes through
 (8 kHz mu-law, upsampled to 16 kHz the way the Twilio serializer does), then
 
     STT   whisper tiny.en transcribes the segment (the same model and call as WhisperSTTService),
-    LLM   the local LLM server streams a reply until its first sentence is complete (pipecat's TTS
-          starts on the first sentence),
-    TTS   the bot voice synthesizes that sentence until its first audio chunk.
+    LLM   the local LLM server streams a reply until its first clause or sentence is complete (the
+          local voice starts there: providers/first_clause.py),
+    TTS   the bot voice synthesizes that text until its first audio chunk.
 
-voice-to-voice = STT + LLM first sentence + TTS first audio, from the end of the caller's speech;
+voice-to-voice = STT + LLM first clause + TTS first audio, from the end of the caller's speech;
 turn detection (VAD stop + speech timeout, ~0.6 s with the worker defaults) comes on top.
 
     python bench/voice_to_voice.py --start-llm qwen2.5-1.5b --turns 4
@@ -52,7 +52,7 @@ CALLER_LINES = [
 ]
 PERSONA = ("You are Robin, the friendly phone assistant of Acme Home Services. Answer in one or two short "
            "sentences, suitable for reading aloud.")
-SENTENCE_END = re.compile(r"[.!?](\s|$)")
+FIRST_CHUNK_END = re.compile(r"[.!?](\s|$)|[,;:]\s")  # as FirstClauseTextAggregator cuts
 # The demo profile's tools, in OpenAI form: with them the prompt is ~300 tokens longer.
 TOOLS = [{"type": "function", "function": {"name": name, "description": description,
                                            "parameters": {"type": "object", "properties": {}, "required": []}}}
@@ -92,7 +92,7 @@ def transcribe(model, pcm16k: np.ndarray) -> str:
 
 def first_sentence(client, messages: list[dict], model_name: str, tools: list[dict] | None
                    ) -> tuple[str, str, float, float]:
-    """Stream a reply; returns (first sentence, whole reply, first token s, first sentence s)."""
+    """Stream a reply; returns (first clause, whole reply, first token s, first clause s)."""
     started = time.monotonic()
     first_token_s = first_sentence_s = 0.0
     reply = ""
@@ -107,8 +107,9 @@ def first_sentence(client, messages: list[dict], model_name: str, tools: list[di
         if not first_token_s:
             first_token_s = time.monotonic() - started
         reply += delta
-        if not sentence and SENTENCE_END.search(reply):
-            sentence = reply
+        end = None if sentence else FIRST_CHUNK_END.search(reply)
+        if end:
+            sentence = reply[:end.end()]
             first_sentence_s = time.monotonic() - started
     if not sentence:
         sentence, first_sentence_s = reply, time.monotonic() - started
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace, base_url: str) -> list[Turn]:
 
     settings = argparse.Namespace(models_dir=str(args.models_dir), worker_llm_base_url=base_url)
     caller = PiperVoice(Path(args.models_dir) / local.PIPER_DIR)
-    whisper = local.shared_whisper_model(str(local.whisper_model_dir(settings)))
+    whisper = local.GreedyWhisper(local.shared_whisper_model(str(local.whisper_model_dir(settings))))
     if args.tts == "hibari":
         bot_voice = local.shared_hibari()
     else:
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace, base_url: str) -> list[Turn]:
         tts_s = tts_first_audio(args.tts, bot_voice, sentence or "Okay.")
         turn = Turn(line, heard, sentence, stt_s, first_token_s, first_sentence_s, tts_s)
         turns.append(turn)
-        print(f"STT {stt_s:.2f}s | LLM first token {first_token_s:.2f}s, sentence {first_sentence_s:.2f}s | "
+        print(f"STT {stt_s:.2f}s | LLM first token {first_token_s:.2f}s, clause {first_sentence_s:.2f}s | "
               f"TTS {tts_s * 1000:.0f}ms | voice-to-voice {turn.voice_to_voice_s:.2f}s\n"
               f"    caller: {line}\n    heard:  {heard}\n    bot:    {sentence}", flush=True)
     return turns

@@ -35,6 +35,9 @@ LONG_REPLY = ("We are open from nine in the morning until six in the evening on 
 FAKE_LATENCIES = {"stt_delay_s": 0.1, "llm_ttfb_s": 0.2, "tts_ttfb_s": 0.1}
 WAIT = {"wait_for_bot": {"silence_s": 1.0, "timeout_s": 20}}
 
+# The fake STT gives each VAD segment the script's next line, so a complete question must be one
+# segment: no comma, where the Piper voice pauses longer than VAD's 0.2 s stop (one did, and every later
+# question got the line after its own, the last one none).
 COMPLETE = [
     "What time do you open on Saturday?",
     "Can I change the delivery address of my order?",
@@ -43,7 +46,7 @@ COMPLETE = [
     "Is there a store near the train station?",
     "Can I pay with a gift card online?",
     "What is the warranty on the coffee machine?",
-    "Could you send me the invoice again, please?",
+    "Could you send me the invoice again please?",
     "Do you deliver on Sundays?",
     "How do I reset the password of my account?",
     "Can I speak to someone about a damaged parcel?",

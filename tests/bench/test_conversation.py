@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import conversation
+import numpy as np
 import pytest
 from conversation_corpus import BACKCHANNELS, BARGE_INS, COMPLETE, PAUSED, build_corpus
 
@@ -79,3 +80,21 @@ def test_the_corpus_manifest_names_every_item(corpus):
     manifest = (corpus.profiles_path.parent / "manifest.json").read_text()
     assert all(text in manifest for text in [*COMPLETE, *BARGE_INS, *(p[2] for p in PAUSED)])
     assert (len(corpus.complete), len(corpus.paused)) == (12, 12)
+
+
+def test_every_complete_question_is_one_vad_segment_in_the_piper_voice():
+    """The fake STT hears one script line per VAD segment: a pause inside a question shifts every later one."""
+    from voicebot_emulator.neural_voice import PiperVoice
+    from voicebot_worker.providers import local
+    from voicebot_worker.settings import WorkerSettings
+
+    voice_dir = local.models_dir() / local.PIPER_DIR
+    if not voice_dir.is_dir():
+        pytest.skip(f"no Piper voice at {voice_dir}: run `make models-small`")
+    voice, stop_s = PiperVoice(voice_dir), WorkerSettings().worker_vad_stop_secs
+    for text in COMPLETE:
+        frames = voice.synthesize(text, 8000).astype(np.float32)
+        frames = frames[:len(frames) // 160 * 160].reshape(-1, 160)  # 20 ms
+        voiced = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > 300)
+        longest_gap_s = (np.diff(voiced).max(initial=1) - 1) * 0.02
+        assert longest_gap_s < stop_s, f"{text!r}: a {longest_gap_s:.2f} s pause, VAD stops after {stop_s} s"

@@ -7,10 +7,15 @@ import asyncio
 
 from pipecat.frames.frames import Frame, OutputAudioRawFrame
 
+from voicebot_core import metrics
 from voicebot_worker.barge_in_pause import OutputPause, PlayoutLog, mark_name
 from voicebot_worker.serializer import mark_frame
 
 RATE = 8000
+
+
+def pauses_ended(outcome: str) -> float:
+    return metrics.BARGE_IN_PAUSES.labels(outcome=outcome)._value.get()
 
 
 class Clock:
@@ -81,6 +86,7 @@ async def test_a_backchannel_pause_sends_the_taken_back_audio_again_then_lets_th
     for index in range(3):
         log.sent(chunk(index))
     log.sent(mark_frame("MZ1", "u1-c1"))
+    resumed, interrupted = pauses_ended("resumed"), pauses_ended("interrupted")
     assert pause.pause()
     assert pause.paused and phone.paused_marks == [["u1-c1"]]
     writer = asyncio.create_task(pause.wait())  # the output's next write
@@ -90,6 +96,7 @@ async def test_a_backchannel_pause_sends_the_taken_back_audio_again_then_lets_th
     await asyncio.wait_for(writer, 1)
     assert phone.written == ["clear", "audio:0", "audio:1", "audio:2", "mark:u1-c1"]
     assert not pause.paused and pause.pauses == 1
+    assert (pauses_ended("resumed"), pauses_ended("interrupted")) == (resumed + 1, interrupted)
 
 
 async def test_voice_again_within_the_grace_keeps_the_bot_paused():
@@ -112,12 +119,16 @@ async def test_an_interruption_sends_nothing_taken_back_and_frees_the_output():
     pause = phone.pause(grace_s=0.05, max_s=5)
     log.sent(chunk(0))
     log.sent(mark_frame("MZ1", "u1-c1"))
+    resumed, interrupted = pauses_ended("resumed"), pauses_ended("interrupted")
     assert pause.pause()
     writer = asyncio.create_task(pause.wait())
     pause.interrupted()
     await asyncio.wait_for(writer, 1)
     await asyncio.sleep(0.1)
     assert phone.written == ["clear"] and not pause.paused
+    assert (pauses_ended("resumed"), pauses_ended("interrupted")) == (resumed, interrupted + 1)
+    pause.interrupted()  # pipecat's interruption with no pause under way: not a pause's end
+    assert pauses_ended("interrupted") == interrupted + 1
 
 
 async def test_a_silent_bot_is_not_paused():

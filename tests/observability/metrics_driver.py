@@ -37,6 +37,7 @@ def tick_bot_worker(rng: random.Random) -> None:
     for service in ("stt", "llm", "tts"):
         metrics.SERVICE_TTFB.labels(service=service).observe(rng.uniform(0.02, 0.6))
     metrics.INTERRUPTIONS.inc()
+    metrics.BARGE_IN_PAUSES.labels(outcome=rng.choice(("resumed", "interrupted"))).inc()
     metrics.IDLE_PROMPTS.inc()
     metrics.TOOL_CALLS.labels(tool=rng.choice(("end_call", "transfer_to_human"))).inc()
 

@@ -87,6 +87,11 @@ RECORDING_SEGMENTS = _known(Counter(
     "voicebot_recording_segments_total", "Recording segments the worker tried to store, by result.", ["result"]),
     [("stored",), ("failed",)])
 INTERRUPTIONS = Counter("voicebot_interruptions_total", "Bot utterances cut by caller speech (barge-in).")
+BARGE_IN_PAUSES = _known(Counter(
+    "voicebot_barge_in_pauses_total",
+    "Bot speech paused at caller voice over it, by how the pause ended: resumed (a backchannel or noise: "
+    "the reply went on) or interrupted (the caller took the turn).", ["outcome"]),
+    [("resumed",), ("interrupted",)])
 IDLE_PROMPTS = Counter("voicebot_idle_prompts_total", "Prompts played after caller silence.")
 TTS_PREPARED_PHRASES = _known(Counter(
     "voicebot_tts_prepared_phrases_total",

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from loguru import logger
 from pipecat.frames.frames import Frame, OutputAudioRawFrame, OutputTransportMessageFrame
 
+from voicebot_core import metrics
+
 RESUME_GRACE_S = 0.5  # silence after a short burst before the bot goes on: "wait, ..." pauses that long
 MAX_PAUSE_S = 2.0  # a pause no verdict ended (the turn strategies were not asked): the bot goes on
 
@@ -131,6 +133,8 @@ class OutputPause:
     def interrupted(self) -> None:
         """pipecat interrupted the reply: nothing of it is sent again; new replies may write."""
         self._cancel_timer()
+        if self.paused:
+            metrics.BARGE_IN_PAUSES.labels(outcome="interrupted").inc()
         self.paused, self._generation = False, self._generation + 1
         self._unplayed.clear()
         self._writable.set()
@@ -156,6 +160,7 @@ class OutputPause:
     def _resume(self) -> None:
         self._timer = None
         self.paused = False
+        metrics.BARGE_IN_PAUSES.labels(outcome="resumed").inc()
         self._chain(self._send_unplayed(self._generation))
 
     async def _send_unplayed(self, generation: int) -> None:

@@ -185,3 +185,24 @@ def test_a_held_mark_is_unheard_when_the_pause_ends_in_an_interruption():
     [utterance] = tracker.utterances
     assert utterance.chunks[1].state == "dropped" and utterance.resolved
     assert utterance.record()["heard"] == "We open at nine." and utterance.interrupted
+
+
+def test_an_utterance_the_tts_had_finished_is_resolved_at_the_clear_that_cut_it():
+    """Everything synthesised before the caller barged in: the held mark's echo says nothing and the last
+    sentences' marks never went out, so the clear is the only moment it can resolve (the heard-context
+    rewrite waits for it)."""
+    tracker = MarkTracker()
+    resolved = []
+    tracker.on_resolved.append(resolved.append)
+    tracker.add_intent("We open at nine. We close at six. Weekends differ.", complete=True)
+    first, second, _third = speak(tracker, "ctx-1", ["We open at nine.", "We close at six.", "Weekends differ."])
+    tracker.utterance_finished("ctx-1")  # the TTS is done with it
+    tracker.mark_sent(first, 1.0)
+    tracker.mark_sent(second, 2.0)
+    tracker.mark_echoed(first)
+    tracker.hold([second])  # the pause took it back
+    tracker.mark_echoed(second)  # the pause's `clear`
+    assert not resolved
+    assert tracker.clear_sent() is True  # the caller's speech became a turn
+    [utterance] = resolved
+    assert utterance.interrupted and utterance.heard == "We open at nine."

@@ -198,6 +198,9 @@ class MarkTracker:
                     if chunk.expected_end is None:  # its mark never went out (interruption.py): no echo will come
                         chunk.state = "dropped"
                 self._close(utterance)
+                # An utterance the TTS had finished was closed already, and no echo may come for what
+                # was dropped: it is resolved now or never (its heard text would not reach the context).
+                self._notify_if_resolved(utterance)
         self._held.clear()
         return cut_any
 
